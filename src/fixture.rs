@@ -55,7 +55,10 @@ pub enum FixtureError {
     #[error("{path}: {what}")]
     Invalid { path: String, what: String },
     #[error("{path}: {source}")]
-    Body { path: String, source: BodyError },
+    Body {
+        path: String,
+        source: Box<BodyError>,
+    },
     #[error("{path}: {source}")]
     Header { path: String, source: HeaderError },
 }
@@ -167,7 +170,7 @@ impl Fixture {
     fn body_err(&self, source: BodyError) -> FixtureError {
         FixtureError::Body {
             path: self.p(),
-            source,
+            source: Box::new(source),
         }
     }
 
