@@ -49,7 +49,7 @@ pub fn check(bytes: &[u8]) -> Result<(), GbkError> {
     let mut i = 0;
     while i < bytes.len() {
         let b = bytes[i];
-        if b < 0x80 || b == 0x80 {
+        if b <= 0x80 {
             // ASCII, or 0x80 (the euro sign of code page 936).
             i += 1;
             continue;

@@ -187,7 +187,13 @@ impl HeaderSpec {
                 }
             }
         }
-        for role in [Role::Code, Role::Channel, Role::Seq, Role::RspCode, Role::RspMsg] {
+        for role in [
+            Role::Code,
+            Role::Channel,
+            Role::Seq,
+            Role::RspCode,
+            Role::RspMsg,
+        ] {
             if by_role[role.index()].is_none() {
                 return Err(HeaderSpecError::MissingRole(role));
             }

@@ -1,1 +1,354 @@
-fn main() {}
+//! The `txgate` command: a thin clap layer over the library.
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use txgate::config::{parse_pool_max, Overrides};
+use txgate::frame::Framing;
+use txgate::header::HeaderSpec;
+
+#[derive(Parser)]
+#[command(
+    name = "txgate",
+    version,
+    about = "A gateway for bank socket messages (综合网关)"
+)]
+struct Cli {
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Serve(ServeArgs),
+    /// Run one simulated backend (挡板).
+    Sim(SimArgs),
+    /// Send one message (a fixture or framed bytes) and print the decoded answer.
+    Send(SendArgs),
+    /// Check a config and every schema it names; exit non-zero on any problem.
+    Check {
+        #[arg(long, default_value = "gateway.toml")]
+        config: PathBuf,
+    },
+    /// Write a fixture's request as framed bytes on standard output.
+    Encode {
+        fixture: PathBuf,
+        /// The XML form instead of fixed.
+        #[arg(long)]
+        xml: bool,
+        #[arg(long, default_value = "gateway.toml")]
+        config: PathBuf,
+        #[arg(long, default_value = "ascii8")]
+        framing: Framing,
+    },
+    /// Send fixtures to a target and compare the answers field by field.
+    Replay(txgate::replay::ReplayArgs),
+    /// Load-test a target with framed messages built from fixtures.
+    Bench(txgate::bench::BenchArgs),
+    /// Print a framed message from standard input as a table (sensitive fields in clear).
+    Decode {
+        #[arg(long, default_value = "gateway.toml")]
+        config: PathBuf,
+        #[arg(long, default_value = "ascii8")]
+        framing: Framing,
+    },
+}
+
+/// Pool and limit settings ops tune from the command line; each overrides gateway.toml.
+#[derive(Args, Clone, Default)]
+struct TuneArgs {
+    /// Pool size: N for every backend, or BACKEND=N for one (repeatable).
+    #[arg(long, value_parser = parse_pool_max)]
+    pool_max: Vec<(Option<String>, usize)>,
+    /// Idle connections kept warm per backend.
+    #[arg(long)]
+    pool_min_idle: Option<usize>,
+    /// How long an idle pooled connection is kept, in milliseconds.
+    #[arg(long, value_name = "MS")]
+    pool_idle_timeout: Option<u64>,
+    /// Backend connect timeout, in milliseconds.
+    #[arg(long, value_name = "MS")]
+    connect_timeout: Option<u64>,
+    /// Backend request timeout, in milliseconds (a route's own setting still wins).
+    #[arg(long, value_name = "MS")]
+    request_timeout: Option<u64>,
+    /// Global limit of caller connections.
+    #[arg(long)]
+    max_connections: Option<usize>,
+    /// Requests in flight on one caller connection.
+    #[arg(long)]
+    max_in_flight: Option<usize>,
+}
+
+impl TuneArgs {
+    fn overrides(&self) -> Overrides {
+        Overrides {
+            pool_max: self.pool_max.clone(),
+            pool_min_idle: self.pool_min_idle,
+            pool_idle_timeout_ms: self.pool_idle_timeout,
+            connect_timeout_ms: self.connect_timeout,
+            request_timeout_ms: self.request_timeout,
+            max_connections: self.max_connections,
+            max_in_flight: self.max_in_flight,
+        }
+    }
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    #[arg(long, default_value = "gateway.toml")]
+    config: PathBuf,
+    /// Replaces the first listener's address (port 0 picks a free port).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Start a simulated backend for every backend in the config.
+    #[arg(long)]
+    simulate: bool,
+    /// Tokio worker threads (default: one per core).
+    #[arg(long)]
+    workers: Option<usize>,
+    #[command(flatten)]
+    tune: TuneArgs,
+}
+
+#[derive(Args)]
+struct SimArgs {
+    #[arg(long, default_value = "gateway.toml")]
+    config: PathBuf,
+    /// The backend to stand in for (SCF, IBP, NET, CLS…).
+    #[arg(long)]
+    backend: String,
+    /// Address to listen on (default: the backend's address in the config).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Delay every answer by this many milliseconds.
+    #[arg(long, default_value_t = 0)]
+    delay: u64,
+    /// Tokio worker threads (default: one per core).
+    #[arg(long)]
+    workers: Option<usize>,
+}
+
+#[derive(Args)]
+struct SendArgs {
+    #[arg(long)]
+    to: SocketAddr,
+    /// A fixture (.toml) or a file of framed bytes.
+    file: PathBuf,
+    /// Send a fixture in XML form.
+    #[arg(long)]
+    xml: bool,
+    #[arg(long, default_value = "gateway.toml")]
+    config: PathBuf,
+    #[arg(long, default_value = "ascii8")]
+    framing: Framing,
+    /// Seconds to wait for the answer.
+    #[arg(long, default_value_t = 30)]
+    timeout: u64,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    init_logs(cli.log_format);
+    match run(cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("txgate: {e:#}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().with_current_span(true).init(),
+    }
+}
+
+fn runtime(workers: Option<usize>) -> Result<tokio::runtime::Runtime> {
+    let mut b = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = workers {
+        b.worker_threads(n.max(1));
+    }
+    Ok(b.enable_all().build()?)
+}
+
+fn run(cmd: Command) -> Result<std::process::ExitCode> {
+    use std::process::ExitCode;
+    match cmd {
+        Command::Check { config } => {
+            match txgate::app::load_checked(&config, &Overrides::default()) {
+                Ok(snap) => {
+                    println!(
+                        "{}: ok — {} listeners, {} channels, {} backends, {} routes, {} schemas",
+                        config.display(),
+                        snap.listeners.len(),
+                        snap.channels.len(),
+                        snap.backends.len(),
+                        snap.routes.len(),
+                        snap.schemas.len()
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("{}: {e}", config.display());
+                    Ok(ExitCode::from(1))
+                }
+            }
+        }
+        Command::Serve(a) => {
+            let rt = runtime(a.workers)?;
+            rt.block_on(serve(a))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Sim(a) => {
+            let rt = runtime(a.workers)?;
+            rt.block_on(sim(a))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Send(a) => {
+            let (header, schemas) = tool_context(&a.config);
+            let msg =
+                txgate::tools::message_from_file(&a.file, &header, &schemas, a.framing, a.xml)?;
+            let rt = runtime(Some(1))?;
+            let answer = rt.block_on(txgate::tools::send_one(
+                a.to,
+                a.framing,
+                msg,
+                Duration::from_secs(a.timeout),
+            ))?;
+            print!("{}", txgate::tools::render(&header, &schemas, &answer)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Encode {
+            fixture,
+            xml,
+            config,
+            framing,
+        } => {
+            let (header, schemas) = tool_context(&config);
+            let f = txgate::fixture::Fixture::load(&fixture)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", fixture.display()))?;
+            let msg = txgate::tools::fixture_request(&header, &schemas, &f, xml)?;
+            let framed = framing.frame(&msg)?;
+            use std::io::Write;
+            std::io::stdout().write_all(&framed)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Replay(a) => {
+            let rt = runtime(None)?;
+            let passed = rt.block_on(txgate::replay::run(a))?;
+            Ok(if passed {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        Command::Bench(a) => {
+            let rt = runtime(None)?;
+            let clean = rt.block_on(txgate::bench::run(a))?;
+            Ok(if clean {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        Command::Decode { config, framing } => {
+            let (header, schemas) = tool_context(&config);
+            let mut bytes = Vec::new();
+            use std::io::Read;
+            std::io::stdin().read_to_end(&mut bytes)?;
+            let msg = txgate::tools::unframe(&bytes, framing)?;
+            print!("{}", txgate::tools::render(&header, &schemas, &msg)?);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// The header layout and schemas a tool uses: from the config's folders when
+/// the config exists, else the shipped header and `./schemas`.
+fn tool_context(config: &Path) -> (HeaderSpec, txgate::tools::Schemas) {
+    match txgate::config::RawConfig::load(config) {
+        Ok(raw) => {
+            let header = HeaderSpec::load(&raw.resolve(&raw.gateway.header))
+                .unwrap_or_else(|_| HeaderSpec::builtin());
+            let schemas = txgate::tools::load_schemas(&raw.resolve(&raw.gateway.schemas));
+            (header, schemas)
+        }
+        Err(_) => (
+            HeaderSpec::builtin(),
+            txgate::tools::load_schemas(Path::new("schemas")),
+        ),
+    }
+}
+
+async fn serve(a: ServeArgs) -> Result<()> {
+    let running = txgate::app::Running::start(&a.config, &a.tune.overrides(), a.listen, a.simulate)
+        .await
+        .with_context(|| format!("starting from {}", a.config.display()))?;
+    for (sim, addr) in &running.simulators {
+        println!("SIMULATOR {} {addr}", sim.backend);
+    }
+    for (name, addr) in running.server.addresses() {
+        println!("READY {name} {addr}");
+    }
+    let stop = CancellationToken::new();
+    tokio::spawn(signals(stop.clone()));
+    running.run(stop).await;
+    Ok(())
+}
+
+async fn sim(a: SimArgs) -> Result<()> {
+    let snap = txgate::app::load_checked(&a.config, &Overrides::default())?;
+    let fixtures = snap.raw.resolve(&snap.raw.gateway.fixtures);
+    let Some(backend) = snap.backends.get(&a.backend) else {
+        bail!("backend {} is not in {}", a.backend, a.config.display());
+    };
+    let addr = a.listen.unwrap_or(backend.address);
+    let sim = txgate::sim::Simulator::new(&snap, &a.backend, &fixtures)?
+        .with_delay(Duration::from_millis(a.delay));
+    let tcp = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding {addr}"))?;
+    println!("SIMULATOR {} {}", a.backend, tcp.local_addr()?);
+    let stop = CancellationToken::new();
+    tokio::spawn(signals(stop.clone()));
+    std::sync::Arc::new(sim).run(tcp, stop).await;
+    Ok(())
+}
+
+/// SIGTERM or SIGINT stops the process gracefully.
+async fn signals(stop: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM"),
+        _ = int.recv() => tracing::info!("SIGINT"),
+    }
+    stop.cancel();
+}

@@ -1,1 +1,8 @@
+//! The one integration-test binary: every test talks to real sockets.
+
+mod cli;
 mod codec;
+mod rejections;
+mod relay;
+mod routing;
+mod support;

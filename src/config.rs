@@ -1,0 +1,334 @@
+//! The raw configuration, exactly as `gateway.toml` spells it.
+//!
+//! Nothing here is checked beyond what serde checks: `Snapshot::build`
+//! resolves every reference and reports every problem at once.
+
+use crate::frame::Framing;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub gateway: GatewaySettings,
+    #[serde(default, rename = "listener")]
+    pub listeners: Vec<ListenerConfig>,
+    #[serde(default, rename = "channel")]
+    pub channels: Vec<ChannelConfig>,
+    #[serde(default, rename = "backend")]
+    pub backends: Vec<BackendConfig>,
+    #[serde(default, rename = "route")]
+    pub routes: Vec<RouteConfig>,
+    /// Where the file was read from: relative paths are taken from its folder.
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+}
+
+/// Process-wide settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GatewaySettings {
+    /// The header layout.
+    pub header: PathBuf,
+    /// The folder of `<code>.toml` schemas.
+    pub schemas: PathBuf,
+    /// The folder of fixtures the simulated backends answer from.
+    pub fixtures: PathBuf,
+    /// Largest body accepted, in bytes.
+    pub max_body: usize,
+    /// Caller connections open at once, over all listeners.
+    pub max_connections: usize,
+    /// Requests in flight on one caller connection.
+    pub max_in_flight: usize,
+    /// A caller connection with nothing to do for this long is closed.
+    pub caller_idle_timeout_ms: u64,
+    /// A frame that has begun must be complete within this (slowloris guard).
+    pub caller_read_timeout_ms: u64,
+    /// Writing an answer to a caller that does not read gives up after this.
+    pub caller_write_timeout_ms: u64,
+    /// On SIGTERM, requests in flight get this long to finish.
+    pub shutdown_grace_ms: u64,
+}
+
+impl Default for GatewaySettings {
+    fn default() -> Self {
+        GatewaySettings {
+            header: "schemas/header.toml".into(),
+            schemas: "schemas".into(),
+            fixtures: "fixtures".into(),
+            max_body: crate::frame::DEFAULT_MAX_BODY,
+            max_connections: 4096,
+            max_in_flight: 32,
+            caller_idle_timeout_ms: 300_000,
+            caller_read_timeout_ms: 30_000,
+            caller_write_timeout_ms: 10_000,
+            shutdown_grace_ms: 10_000,
+        }
+    }
+}
+
+/// fixed | xml | auto (first non-space byte `<` means XML).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum BodyFormat {
+    #[default]
+    Fixed,
+    Xml,
+    Auto,
+}
+
+/// One address the gateway listens on.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerConfig {
+    pub name: String,
+    pub address: String,
+    #[serde(default)]
+    pub framing: Framing,
+    #[serde(default = "auto")]
+    pub body: BodyFormat,
+}
+
+fn auto() -> BodyFormat {
+    BodyFormat::Auto
+}
+
+/// A calling system.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelConfig {
+    pub id: String,
+    pub name: String,
+    /// When set, messages with this ChnlNo must come from these networks (CIDR).
+    #[serde(default)]
+    pub sources: Vec<String>,
+}
+
+/// How a backend is connected to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendMode {
+    /// A pool of persistent connections, one request in flight on each.
+    #[default]
+    Long,
+    /// A new connection per request.
+    Short,
+}
+
+/// Pool settings of one backend.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PoolConfig {
+    pub max: usize,
+    pub min_idle: usize,
+    pub idle_timeout_ms: u64,
+    /// How long a request waits for a free connection before GW0203.
+    pub acquire_timeout_ms: u64,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        PoolConfig {
+            max: 32,
+            min_idle: 0,
+            idle_timeout_ms: 60_000,
+            acquire_timeout_ms: 1_000,
+        }
+    }
+}
+
+/// Timeouts towards one backend.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TimeoutConfig {
+    pub connect_ms: u64,
+    pub request_ms: u64,
+}
+
+impl Default for TimeoutConfig {
+    fn default() -> Self {
+        TimeoutConfig {
+            connect_ms: 1_000,
+            request_ms: 10_000,
+        }
+    }
+}
+
+/// A system that answers.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendConfig {
+    pub id: String,
+    pub name: String,
+    pub address: String,
+    #[serde(default)]
+    pub framing: Framing,
+    #[serde(default)]
+    pub body: BodyFormat,
+    #[serde(default)]
+    pub mode: BackendMode,
+    #[serde(default)]
+    pub pool: PoolConfig,
+    #[serde(default)]
+    pub timeouts: TimeoutConfig,
+}
+
+/// query | notification | transaction, as the catalog names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RouteKind {
+    Query,
+    Notification,
+    Transaction,
+}
+
+/// One transaction code.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    pub code: String,
+    pub name: String,
+    pub kind: RouteKind,
+    /// Channels that may call this code. Empty denies everyone.
+    #[serde(default)]
+    pub channels: Vec<String>,
+    /// The backend a blank DestSys goes to.
+    pub backend: String,
+    /// Other DestSys values and the backend each goes to.
+    #[serde(default)]
+    pub dest: BTreeMap<String, String>,
+    /// Schema file, relative to the schemas folder.
+    pub schema: String,
+    /// Safe to send twice. Queries usually are; pushes and transactions are not.
+    #[serde(default)]
+    pub idempotent: bool,
+    /// Decode and check request bodies (default true).
+    #[serde(default = "yes")]
+    pub validate: bool,
+    /// The backend expects the full layout: pad old-layout requests with
+    /// blank trailing conditions (catalog section C).
+    #[serde(default)]
+    pub pad_trailing: bool,
+    /// Overrides the backend's request timeout for this code.
+    #[serde(default)]
+    pub request_timeout_ms: Option<u64>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Problems reading the file itself.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Toml {
+        path: String,
+        source: toml::de::Error,
+    },
+}
+
+impl RawConfig {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let mut cfg: RawConfig = toml::from_str(&text).map_err(|source| ConfigError::Toml {
+            path: path.display().to_string(),
+            source,
+        })?;
+        cfg.base_dir = path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        Ok(cfg)
+    }
+
+    /// A path from the config, taken relative to the config's folder.
+    pub fn resolve(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base_dir.join(p)
+        }
+    }
+}
+
+/// Settings ops give on the command line; each overrides the file.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `(None, n)` sets every backend; `(Some(id), n)` one backend.
+    pub pool_max: Vec<(Option<String>, usize)>,
+    pub pool_min_idle: Option<usize>,
+    pub pool_idle_timeout_ms: Option<u64>,
+    pub connect_timeout_ms: Option<u64>,
+    pub request_timeout_ms: Option<u64>,
+    pub max_connections: Option<usize>,
+    pub max_in_flight: Option<usize>,
+}
+
+impl RawConfig {
+    /// Applies command-line overrides. An override naming an unknown
+    /// backend is an error, not silently ignored.
+    pub fn apply(&mut self, o: &Overrides) -> Result<(), String> {
+        for (id, n) in &o.pool_max {
+            match id {
+                None => self.backends.iter_mut().for_each(|b| b.pool.max = *n),
+                Some(id) => {
+                    let b = self
+                        .backends
+                        .iter_mut()
+                        .find(|b| &b.id == id)
+                        .ok_or_else(|| format!("--pool-max names unknown backend {id}"))?;
+                    b.pool.max = *n;
+                }
+            }
+        }
+        for b in &mut self.backends {
+            if let Some(v) = o.pool_min_idle {
+                b.pool.min_idle = v;
+            }
+            if let Some(v) = o.pool_idle_timeout_ms {
+                b.pool.idle_timeout_ms = v;
+            }
+            if let Some(v) = o.connect_timeout_ms {
+                b.timeouts.connect_ms = v;
+            }
+            if let Some(v) = o.request_timeout_ms {
+                b.timeouts.request_ms = v;
+            }
+        }
+        if let Some(v) = o.max_connections {
+            self.gateway.max_connections = v;
+        }
+        if let Some(v) = o.max_in_flight {
+            self.gateway.max_in_flight = v;
+        }
+        Ok(())
+    }
+}
+
+/// Parses `--pool-max` values: `N` or `BACKEND=N`.
+pub fn parse_pool_max(s: &str) -> Result<(Option<String>, usize), String> {
+    let (id, n) = match s.split_once('=') {
+        Some((id, n)) => (Some(id.trim().to_string()), n),
+        None => (None, s),
+    };
+    let n: usize = n
+        .trim()
+        .parse()
+        .map_err(|_| format!("\"{s}\": expected N or BACKEND=N"))?;
+    if n == 0 {
+        return Err(format!("\"{s}\": a pool needs at least 1 connection"));
+    }
+    Ok((id, n))
+}

@@ -1,0 +1,170 @@
+//! One caller connection: framed reads, a bound on requests in flight, and
+//! answers written in whatever order they complete.
+//!
+//! One task serves the whole connection: requests run as futures in a
+//! `FuturesUnordered` next to the reader, so pipelined requests overlap
+//! without a task or a channel per message. Answers that are ready
+//! together are written with one flush.
+
+use crate::error::{GwError, RspCode};
+use crate::frame::{FrameCodec, FrameError};
+use crate::gateway::{reject, Caller, Form, Gateway};
+use bytes::Bytes;
+use futures::stream::FuturesUnordered;
+use futures::{FutureExt, SinkExt, StreamExt};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tokio_util::codec::{FramedRead, FramedWrite};
+use tokio_util::sync::CancellationToken;
+
+/// Limits and timers of caller connections.
+#[derive(Debug, Clone, Copy)]
+pub struct CallerLimits {
+    pub max_in_flight: usize,
+    pub idle_timeout: Duration,
+    pub read_timeout: Duration,
+    pub write_timeout: Duration,
+}
+
+/// Shutdown signals: `stop` ends reading; `hard` ends the grace period, and
+/// requests still in flight are answered GW0202.
+#[derive(Debug, Clone)]
+pub struct Shutdown {
+    pub stop: CancellationToken,
+    pub hard: CancellationToken,
+}
+
+/// Serves one caller connection until it closes, fails, or shutdown ends it.
+pub async fn serve(
+    gw: Arc<Gateway>,
+    caller: Caller,
+    codec: FrameCodec,
+    limits: CallerLimits,
+    stream: TcpStream,
+    shutdown: Shutdown,
+) {
+    let _ = stream.set_nodelay(true);
+    let (r, w) = stream.into_split();
+    let mut reader = FramedRead::new(r, codec);
+    let mut writer = FramedWrite::new(w, codec);
+    let mut in_flight = FuturesUnordered::new();
+    let mut reading = true;
+    let timer = tokio::time::sleep(limits.idle_timeout);
+    tokio::pin!(timer);
+    let mut last_activity = Instant::now();
+    let mut partial_since: Option<Instant> = None;
+
+    loop {
+        if !reading && in_flight.is_empty() {
+            break;
+        }
+        // One timer serves three purposes: idle, slowloris, and none while busy.
+        let buffered = !reader.read_buffer().is_empty();
+        if buffered {
+            partial_since.get_or_insert_with(Instant::now);
+        } else {
+            partial_since = None;
+        }
+        let deadline = match partial_since {
+            Some(t) => Some(t + limits.read_timeout),
+            None if in_flight.is_empty() => Some(last_activity + limits.idle_timeout),
+            None => None,
+        };
+        if let Some(d) = deadline {
+            timer.as_mut().reset(d);
+        }
+        tokio::select! {
+            biased;
+            Some(answer) = in_flight.next() => {
+                last_activity = Instant::now();
+                if write_answers(&mut writer, answer, &mut in_flight, limits.write_timeout).await.is_err() {
+                    tracing::info!("caller stopped reading or went away; closing");
+                    return;
+                }
+            }
+            frame = reader.next(), if reading && in_flight.len() < limits.max_in_flight => {
+                last_activity = Instant::now();
+                match frame {
+                    None => reading = false,
+                    Some(Ok(msg)) if msg.is_empty() => {
+                        gw.stats.heartbeats.fetch_add(1, Ordering::Relaxed);
+                        if write_answers(&mut writer, Bytes::new(), &mut in_flight, limits.write_timeout).await.is_err() {
+                            return;
+                        }
+                    }
+                    Some(Ok(msg)) => {
+                        let gw = gw.clone();
+                        let caller = caller.clone();
+                        let hard = shutdown.hard.clone();
+                        in_flight.push(async move {
+                            tokio::select! {
+                                biased;
+                                answer = gw.handle(&caller, msg.clone()) => answer,
+                                _ = hard.cancelled() => {
+                                    let snap = gw.snapshot();
+                                    let err = GwError::new(RspCode::BackendTimeout, "网关停止，请求未在宽限期内完成，结果未知");
+                                    reject(&snap.header, Form::of(caller.body, &msg), &msg, &err)
+                                }
+                            }
+                        });
+                    }
+                    Some(Err(FrameError::Io(e))) => {
+                        tracing::debug!("caller read error: {e}");
+                        reading = false;
+                    }
+                    Some(Err(e)) => {
+                        // Frame boundaries are lost: answer what we can, then close.
+                        let code = match e {
+                            FrameError::TooLong { .. } => RspCode::Oversize,
+                            _ => RspCode::Malformed,
+                        };
+                        tracing::warn!(peer = %caller.peer, "bad frame: {e}; closing the connection");
+                        let err = GwError::new(code, e.to_string());
+                        let snap = gw.snapshot();
+                        let rest = reader.read_buffer();
+                        let after = rest.get(codec.framing.prefix_len()..).unwrap_or(&[]);
+                        let answer = reject(&snap.header, Form::of(caller.body, after), after, &err);
+                        reading = false;
+                        let _ = write_answers(&mut writer, answer, &mut in_flight, limits.write_timeout).await;
+                    }
+                }
+            }
+            _ = shutdown.stop.cancelled(), if reading => {
+                reading = false;
+            }
+            _ = &mut timer, if deadline.is_some() => {
+                if partial_since.is_some() {
+                    tracing::warn!(peer = %caller.peer, "partial frame not completed in {:?} (slowloris?); closing", limits.read_timeout);
+                } else {
+                    tracing::debug!(peer = %caller.peer, "idle caller connection closed");
+                }
+                return;
+            }
+        }
+    }
+    let _ = tokio::time::timeout(limits.write_timeout, writer.close()).await;
+}
+
+/// Writes one answer, and any others already complete, with one flush.
+async fn write_answers<W, F>(
+    writer: &mut FramedWrite<W, FrameCodec>,
+    first: Bytes,
+    in_flight: &mut FuturesUnordered<F>,
+    timeout: Duration,
+) -> Result<(), ()>
+where
+    W: tokio::io::AsyncWrite + Unpin,
+    F: std::future::Future<Output = Bytes>,
+{
+    let work = async {
+        writer.feed(first).await.map_err(|_| ())?;
+        while let Some(Some(more)) = in_flight.next().now_or_never() {
+            writer.feed(more).await.map_err(|_| ())?;
+        }
+        writer.flush().await.map_err(|_| ())
+    };
+    tokio::time::timeout(timeout, work).await.map_err(|_| ())?
+}

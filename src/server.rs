@@ -1,0 +1,170 @@
+//! Listeners and the accept loop.
+//!
+//! A connection permit is checked before a caller is served: beyond the
+//! global limit a caller is accepted and closed at once, so the listener
+//! stays open and no caller waits on a connection nobody will serve.
+
+use crate::conn::{self, CallerLimits, Shutdown};
+use crate::frame::FrameCodec;
+use crate::gateway::{Caller, Gateway};
+use crate::snapshot::Listener;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// A gateway with its listeners bound, ready to serve.
+pub struct Server {
+    gw: Arc<Gateway>,
+    bound: Vec<(Listener, TcpListener)>,
+    permits: Arc<Semaphore>,
+    tracker: TaskTracker,
+    shutdown: Shutdown,
+}
+
+impl Server {
+    /// Binds every listener of the snapshot; `listen` replaces the first
+    /// listener's address (tests bind port 0 this way).
+    pub async fn bind(gw: Arc<Gateway>, listen: Option<SocketAddr>) -> std::io::Result<Server> {
+        let snap = gw.snapshot();
+        let mut bound = Vec::new();
+        for (i, l) in snap.listeners.iter().enumerate() {
+            let mut l = l.clone();
+            if i == 0 {
+                if let Some(a) = listen {
+                    l.address = a;
+                }
+            }
+            let tcp = TcpListener::bind(l.address).await.map_err(|e| {
+                std::io::Error::new(
+                    e.kind(),
+                    format!("listener {} on {}: {e}", l.name, l.address),
+                )
+            })?;
+            l.address = tcp.local_addr()?;
+            bound.push((l, tcp));
+        }
+        Ok(Server {
+            permits: Arc::new(Semaphore::new(snap.settings.max_connections)),
+            gw,
+            bound,
+            tracker: TaskTracker::new(),
+            shutdown: Shutdown {
+                stop: CancellationToken::new(),
+                hard: CancellationToken::new(),
+            },
+        })
+    }
+
+    /// The addresses actually bound, by listener name.
+    pub fn addresses(&self) -> Vec<(String, SocketAddr)> {
+        self.bound
+            .iter()
+            .map(|(l, _)| (l.name.clone(), l.address))
+            .collect()
+    }
+
+    pub fn gateway(&self) -> &Arc<Gateway> {
+        &self.gw
+    }
+
+    /// Serves until `stop` is cancelled, then lets requests in flight finish
+    /// within the grace period. Returns when every connection is closed.
+    pub async fn run(self, stop: CancellationToken) {
+        let snap = self.gw.snapshot();
+        let s = &snap.settings;
+        let limits = CallerLimits {
+            max_in_flight: s.max_in_flight.max(1),
+            idle_timeout: Duration::from_millis(s.caller_idle_timeout_ms),
+            read_timeout: Duration::from_millis(s.caller_read_timeout_ms),
+            write_timeout: Duration::from_millis(s.caller_write_timeout_ms),
+        };
+        let grace = Duration::from_millis(s.shutdown_grace_ms);
+        let max_body = s.max_body;
+        for (l, tcp) in self.bound {
+            let gw = self.gw.clone();
+            let permits = self.permits.clone();
+            let tracker = self.tracker.clone();
+            let shutdown = self.shutdown.clone();
+            let codec = FrameCodec::new(l.framing, max_body);
+            self.tracker.spawn(accept_loop(
+                gw, l, tcp, codec, limits, permits, tracker, shutdown,
+            ));
+        }
+        self.tracker.close();
+        stop.cancelled().await;
+        tracing::info!("shutting down: no new connections; grace {grace:?}");
+        self.shutdown.stop.cancel();
+        let hard = self.shutdown.hard.clone();
+        tokio::select! {
+            _ = self.tracker.wait() => {}
+            _ = tokio::time::sleep(grace) => {
+                tracing::warn!("grace period over; answering what is left with GW0202");
+                hard.cancel();
+                let _ = tokio::time::timeout(Duration::from_secs(5), self.tracker.wait()).await;
+            }
+        }
+        for b in snap.backends.values() {
+            b.pool.drain();
+        }
+        tracing::info!("stopped");
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn accept_loop(
+    gw: Arc<Gateway>,
+    listener: Listener,
+    tcp: TcpListener,
+    codec: FrameCodec,
+    limits: CallerLimits,
+    permits: Arc<Semaphore>,
+    tracker: TaskTracker,
+    shutdown: Shutdown,
+) {
+    tracing::info!(listener = %listener.name, addr = %listener.address, "listening");
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.stop.cancelled() => return,
+            a = tcp.accept() => a,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // Out of file descriptors and the like: back off, keep listening.
+                tracing::warn!(listener = %listener.name, "accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            gw.stats.connections_refused.fetch_add(1, Ordering::Relaxed);
+            gw.observers().iter().for_each(|o| o.on_refused());
+            tracing::warn!(peer = %peer, "connection limit reached; refusing caller");
+            drop(stream);
+            continue;
+        };
+        gw.stats.connections.fetch_add(1, Ordering::Relaxed);
+        gw.observers().iter().for_each(|o| o.on_connection(true));
+        let caller = Caller {
+            listener: listener.name.clone(),
+            body: listener.body,
+            peer,
+        };
+        let span = tracing::info_span!("conn", listener = %listener.name, peer = %peer);
+        let gw = gw.clone();
+        let shutdown = shutdown.clone();
+        tracker.spawn(tracing::Instrument::instrument(
+            async move {
+                conn::serve(gw.clone(), caller, codec, limits, stream, shutdown).await;
+                gw.observers().iter().for_each(|o| o.on_connection(false));
+                drop(permit);
+            },
+            span,
+        ));
+    }
+}

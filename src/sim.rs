@@ -1,0 +1,222 @@
+//! A simulated backend (挡板): a real TCP server that stands in for one
+//! backend, answering every code the config routes to it from the fixtures.
+//!
+//! Testers point the gateway at it instead of SCF, IBP or NET. It checks
+//! what it receives as the real backend would (the request must decode
+//! against the schema), and it can record what it received, byte for byte.
+
+use crate::body::{fixed, xml::XmlDoc};
+use crate::config::BodyFormat;
+use crate::fixture::Fixture;
+use crate::frame::FrameCodec;
+use crate::header::{trim, HeaderSpec, Role};
+use crate::schema::Schema;
+use crate::snapshot::Snapshot;
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::codec::Framed;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// One code the simulator answers.
+#[derive(Debug)]
+struct SimCode {
+    schema: Arc<Schema>,
+    fixtures: Vec<Fixture>,
+}
+
+/// What a simulated backend knows and does.
+#[derive(Debug)]
+pub struct Simulator {
+    pub backend: String,
+    header: Arc<HeaderSpec>,
+    codec: FrameCodec,
+    xml: bool,
+    codes: HashMap<Box<[u8]>, SimCode>,
+    delay: Duration,
+    received: Option<Mutex<Vec<Bytes>>>,
+}
+
+/// Why a simulator cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    #[error("backend {0} is not in the config")]
+    UnknownBackend(String),
+    #[error("fixtures: {0}")]
+    Fixture(String),
+}
+
+impl Simulator {
+    /// A simulator for `backend`, answering from the fixtures in `fixtures`
+    /// (a missing folder means empty-bodied answers).
+    pub fn new(snap: &Snapshot, backend: &str, fixtures: &Path) -> Result<Simulator, SimError> {
+        let b = snap
+            .backends
+            .get(backend)
+            .ok_or_else(|| SimError::UnknownBackend(backend.to_string()))?;
+        let all = if fixtures.is_dir() {
+            crate::fixture::load_dir(fixtures).map_err(|e| SimError::Fixture(e.to_string()))?
+        } else {
+            Vec::new()
+        };
+        let mut codes = HashMap::new();
+        for route in snap.codes_served_by(backend) {
+            let fixtures = all
+                .iter()
+                .filter(|f| f.code == route.code)
+                .cloned()
+                .collect();
+            codes.insert(
+                Box::<[u8]>::from(route.code.as_bytes()),
+                SimCode {
+                    schema: route.schema.clone(),
+                    fixtures,
+                },
+            );
+        }
+        Ok(Simulator {
+            backend: backend.to_string(),
+            header: snap.header.clone(),
+            codec: b.codec(snap.settings.max_body),
+            xml: b.config.body == BodyFormat::Xml,
+            codes,
+            delay: Duration::ZERO,
+            received: None,
+        })
+    }
+
+    /// Answers every request after this delay (a slow backend).
+    pub fn with_delay(mut self, delay: Duration) -> Self {
+        self.delay = delay;
+        self
+    }
+
+    /// Keeps every request received, for tests that check bytes at the backend.
+    pub fn recording(mut self) -> Self {
+        self.received = Some(Mutex::new(Vec::new()));
+        self
+    }
+
+    /// The requests received so far, in arrival order.
+    pub fn received(&self) -> Vec<Bytes> {
+        self.received
+            .as_ref()
+            .and_then(|r| r.lock().ok().map(|v| v.clone()))
+            .unwrap_or_default()
+    }
+
+    /// The answer to one request message.
+    pub fn answer(&self, req: &[u8]) -> Bytes {
+        match self.try_answer(req) {
+            Ok(b) => b,
+            Err((code, msg)) => self.error_answer(req, code, &msg),
+        }
+    }
+
+    fn try_answer(&self, req: &[u8]) -> Result<Bytes, (&'static str, String)> {
+        let h = &self.header;
+        let (code, body) = if self.xml {
+            let doc = XmlDoc::parse(req).map_err(|e| ("SIM001", e.to_string()))?;
+            let tag = h.field(Role::Code).map(|f| f.tag.as_str()).unwrap_or("");
+            let code = doc.head(tag).unwrap_or("").trim().to_string();
+            let sc = self.code(code.as_bytes())?;
+            let body = doc
+                .body(&sc.schema.request)
+                .map_err(|e| ("SIM001", e.to_string()))?;
+            (code.into_bytes(), body)
+        } else {
+            h.check(req).map_err(|e| ("SIM001", e.to_string()))?;
+            let code = trim(&req[h.range(Role::Code)]).to_vec();
+            let sc = self.code(&code)?;
+            let body = fixed::decode(&sc.schema.request, req, h.length())
+                .map_err(|e| ("SIM001", e.to_string()))?;
+            (code, body)
+        };
+        let sc = self.code(&code)?;
+        let chosen = sc
+            .fixtures
+            .iter()
+            .find(|f| f.matches(&sc.schema, &body))
+            .or_else(|| sc.fixtures.first());
+        match chosen {
+            Some(f) => f
+                .response_message(h, &sc.schema, req, self.xml)
+                .map(Bytes::from)
+                .map_err(|e| ("SIM002", e.to_string())),
+            None => Ok(self.error_answer(req, "000000", "交易成功")),
+        }
+    }
+
+    fn code(&self, code: &[u8]) -> Result<&SimCode, (&'static str, String)> {
+        self.codes.get(code).ok_or_else(|| {
+            (
+                "SIM404",
+                format!(
+                    "挡板 {} 不处理交易 {}",
+                    self.backend,
+                    String::from_utf8_lossy(code)
+                ),
+            )
+        })
+    }
+
+    /// The request header echoed with a response code and an empty body.
+    fn error_answer(&self, req: &[u8], code: &str, msg: &str) -> Bytes {
+        let form = if self.xml {
+            crate::gateway::Form::Xml
+        } else {
+            crate::gateway::Form::Fixed
+        };
+        crate::gateway::header_answer(&self.header, form, req, code, msg)
+    }
+
+    /// Serves callers on `listener` until `stop` is cancelled.
+    pub async fn run(self: Arc<Self>, listener: TcpListener, stop: CancellationToken) {
+        let tracker = TaskTracker::new();
+        loop {
+            let accepted = tokio::select! {
+                _ = stop.cancelled() => break,
+                a = listener.accept() => a,
+            };
+            let Ok((stream, _)) = accepted else { continue };
+            let sim = self.clone();
+            let stop = stop.clone();
+            tracker.spawn(async move { sim.serve_conn(stream, stop).await });
+        }
+        tracker.close();
+        tracker.wait().await;
+    }
+
+    async fn serve_conn(&self, stream: TcpStream, stop: CancellationToken) {
+        let _ = stream.set_nodelay(true);
+        let mut framed = Framed::new(stream, self.codec);
+        loop {
+            let frame = tokio::select! {
+                _ = stop.cancelled() => return,
+                f = framed.next() => f,
+            };
+            let Some(Ok(req)) = frame else { return };
+            if let Some(r) = &self.received {
+                if let Ok(mut v) = r.lock() {
+                    v.push(req.clone());
+                }
+            }
+            let answer = if req.is_empty() {
+                Bytes::new()
+            } else {
+                if !self.delay.is_zero() {
+                    tokio::time::sleep(self.delay).await;
+                }
+                self.answer(&req)
+            };
+            if framed.send(answer).await.is_err() {
+                return;
+            }
+        }
+    }
+}

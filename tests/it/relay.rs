@@ -1,0 +1,178 @@
+//! Relay behaviour: pipelining, short connections, backend modes, failures.
+
+use crate::support::*;
+use std::collections::HashSet;
+use std::time::Duration;
+use txgate::header::Role;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeat_is_echoed_and_never_routed() {
+    let gw = TestGateway::start().await;
+    let mut c = gw.client().await;
+    c.write_raw(b"00000000").await;
+    let answer = c.recv().await;
+    assert!(answer.is_empty(), "a heartbeat answer is an empty frame");
+    // The connection still serves.
+    let answer = c.call(request("2969", &[("ChnlNo", "CUS")])).await;
+    assert_eq!(rsp_code(&answer), "000000");
+    assert_eq!(
+        gw.received("SCF").len(),
+        1,
+        "the heartbeat reached no backend"
+    );
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_pipelined_requests_on_one_connection_are_all_answered_by_seq_no() {
+    let gw = TestGateway::start().await;
+    let mut c = gw.client().await;
+    let mut sent = HashSet::new();
+    for _ in 0..5 {
+        let seq = next_seq("P");
+        c.send(request("2969", &[("ChnlNo", "CUS"), ("SeqNo", &seq)]))
+            .await;
+        sent.insert(seq);
+    }
+    let mut got = HashSet::new();
+    for _ in 0..5 {
+        let answer = c.recv().await;
+        assert_eq!(rsp_code(&answer), "000000");
+        got.insert(field(&answer, Role::Seq));
+    }
+    assert_eq!(sent, got);
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn short_caller_connections_each_get_their_answer() {
+    let gw = TestGateway::start().await;
+    for _ in 0..5 {
+        let mut c = gw.client().await;
+        let seq = next_seq("S");
+        let answer = c
+            .call(request("2969", &[("ChnlNo", "CUS"), ("SeqNo", &seq)]))
+            .await;
+        assert_eq!(rsp_code(&answer), "000000");
+        assert_eq!(field(&answer, Role::Seq), seq);
+        drop(c);
+    }
+    assert_eq!(gw.received("SCF").len(), 5);
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn short_mode_backend_opens_a_connection_per_request() {
+    let backend = ScriptedBackend::start(Script::Echo).await;
+    let mut raw = config_with_backend("SCF", backend.addr);
+    for b in &mut raw.backends {
+        if b.id == "SCF" {
+            b.mode = txgate::config::BackendMode::Short;
+        }
+    }
+    let gw = TestGateway::start_with(raw).await;
+    let mut c = gw.client().await;
+    for _ in 0..3 {
+        let answer = c.call(request("2969", &[("ChnlNo", "CUS")])).await;
+        assert_eq!(rsp_code(&answer), "000000", "{}", rsp_msg(&answer));
+    }
+    assert_eq!(backend.count(), 3);
+    assert_eq!(
+        backend
+            .connections
+            .load(std::sync::atomic::Ordering::SeqCst),
+        3
+    );
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_mode_backend_reuses_its_pooled_connection() {
+    let backend = ScriptedBackend::start(Script::Echo).await;
+    let gw = TestGateway::start_with(config_with_backend("SCF", backend.addr)).await;
+    let mut c = gw.client().await;
+    for _ in 0..4 {
+        let answer = c.call(request("2969", &[("ChnlNo", "CUS")])).await;
+        assert_eq!(rsp_code(&answer), "000000", "{}", rsp_msg(&answer));
+    }
+    assert_eq!(backend.count(), 4);
+    assert_eq!(
+        backend
+            .connections
+            .load(std::sync::atomic::Ordering::SeqCst),
+        1
+    );
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backend_down_is_gw0201() {
+    // A port that was free a moment ago and has nobody listening.
+    let addr = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let gw = TestGateway::start_with(config_with_backend("SCF", addr)).await;
+    let mut c = gw.client().await;
+    let answer = c.call(request("2969", &[("ChnlNo", "CUS")])).await;
+    assert_eq!(rsp_code(&answer), "GW0201");
+    assert!(rsp_msg(&answer).contains("SCF"), "{}", rsp_msg(&answer));
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backend_slower_than_the_timeout_is_gw0202_and_its_connection_is_not_reused() {
+    let backend = ScriptedBackend::start(Script::Slow(Duration::from_millis(1500))).await;
+    let mut raw = config_with_backend("SCF", backend.addr);
+    for b in &mut raw.backends {
+        if b.id == "SCF" {
+            b.timeouts.request_ms = 200;
+        }
+    }
+    let gw = TestGateway::start_with(raw).await;
+    let mut c = gw.client().await;
+    let answer = c.call(request("2969", &[("ChnlNo", "CUS")])).await;
+    assert_eq!(rsp_code(&answer), "GW0202");
+    let answer = c.call(request("2969", &[("ChnlNo", "CUS")])).await;
+    assert_eq!(rsp_code(&answer), "GW0202");
+    // The timed-out connection was dropped: the second request needed a new one.
+    assert_eq!(
+        backend
+            .connections
+            .load(std::sync::atomic::Ordering::SeqCst),
+        2
+    );
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answer_with_wrong_seq_no_is_gw0204() {
+    let backend = ScriptedBackend::start(Script::WrongSeq).await;
+    let gw = TestGateway::start_with(config_with_backend("SCF", backend.addr)).await;
+    let mut c = gw.client().await;
+    let answer = c.call(request("2969", &[("ChnlNo", "CUS")])).await;
+    assert_eq!(rsp_code(&answer), "GW0204");
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_answer_is_gw0204() {
+    let backend = ScriptedBackend::start(Script::Garbage).await;
+    let gw = TestGateway::start_with(config_with_backend("SCF", backend.addr)).await;
+    let mut c = gw.client().await;
+    let answer = c.call(request("2969", &[("ChnlNo", "CUS")])).await;
+    assert_eq!(rsp_code(&answer), "GW0204");
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn non_idempotent_request_is_not_resent_when_the_backend_dies_mid_request() {
+    let backend = ScriptedBackend::start(Script::Die).await;
+    let gw = TestGateway::start_with(config_with_backend("SCF", backend.addr)).await;
+    let mut c = gw.client().await;
+    // 2079 (early repayment) moves money: exactly one delivery, result unknown.
+    let answer = c.call(request("2079", &[])).await;
+    assert_eq!(rsp_code(&answer), "GW0202");
+    assert_eq!(backend.count(), 1);
+    gw.stop().await;
+}
