@@ -2,7 +2,7 @@
 CARGO ?= cargo
 CONFIG ?= gateway.toml
 
-.PHONY: run test build check lint bench bench-2969 bench-callgrind fmt clean
+.PHONY: fuzz run test build check lint bench bench-2969 bench-callgrind fmt clean
 
 ## make run: build, then start the gateway with a simulated backend for every backend in gateway.toml
 run:
@@ -43,3 +43,7 @@ bench-2969:
 ## make bench-callgrind: instruction counts of fixed body decode (repeatable on noisy machines)
 bench-callgrind:
 	bash benches/callgrind.sh
+
+## make fuzz: cargo-fuzz targets (frame, header, fixed body, XML), each for a bounded time
+fuzz:
+	bash fuzz/run.sh
