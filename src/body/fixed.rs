@@ -98,13 +98,13 @@ impl Decoder {
             fields: Vec::with_capacity(fields.len()),
         };
         for f in fields {
-            let p = path(prefix, &f.tag);
             if top && f.trailing && input.is_empty() {
                 rec.fields.push((f.tag.clone(), Value::Text(String::new())));
                 continue;
             }
             if f.is_group() {
                 let n = self.count(f, &rec, fields, input, prefix)?;
+                let p = path(prefix, &f.tag);
                 let mut i = 0;
                 let (rest, records) = nom::multi::count(
                     |inp: &'a [u8]| {
@@ -117,7 +117,7 @@ impl Decoder {
                 input = rest;
                 rec.fields.push((f.tag.clone(), Value::Group(records)));
             } else {
-                let (rest, v) = self.plain(f, &p, input)?;
+                let (rest, v) = self.plain(f, prefix, input)?;
                 input = rest;
                 rec.fields.push((f.tag.clone(), Value::Text(v)));
             }
@@ -151,10 +151,12 @@ impl Decoder {
     }
 
     /// One plain field: strict GBK on its own bytes, then type and rules.
-    fn plain<'a>(&self, f: &Field, p: &str, input: &'a [u8]) -> Res<'a, String> {
+    /// The field's path is only built for an error.
+    fn plain<'a>(&self, f: &Field, prefix: &str, input: &'a [u8]) -> Res<'a, String> {
         let off = self.offset(input);
         let fail = |fault: Fault, at: usize| {
-            nom::Err::Failure(Box::new(BodyError::field(f, p, Some(at), fault)))
+            let p = path(prefix, &f.tag);
+            nom::Err::Failure(Box::new(BodyError::field(f, &p, Some(at), fault)))
         };
         let (rest, raw) = take::<_, _, ()>(f.width)(input).map_err(|_| {
             fail(

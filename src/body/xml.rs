@@ -97,7 +97,7 @@ impl XmlDoc {
             if head.iter().any(|(t, _)| t == &c.name) {
                 return Err(doc_err(&c.name, "", "只出现一次", "重复元素"));
             }
-            head.push((c.name.clone(), c.text.trim().to_string()));
+            head.push((c.name.clone(), trim_ascii(&c.text).to_string()));
         }
         Ok(XmlDoc {
             head,
@@ -135,7 +135,7 @@ impl XmlDoc {
                 rows.push(Row {
                     tag: c.name.clone(),
                     label: String::new(),
-                    value: c.text.trim().to_string(),
+                    value: trim_ascii(&c.text).to_string(),
                     depth,
                 });
                 walk(c, depth + 1, rows);
@@ -295,7 +295,7 @@ fn record_from_node(fields: &[Field], node: &Node, prefix: &str) -> Result<Recor
                     ))
                 }
                 Some(el) if f.kind == FieldType::C => el.text.as_str(),
-                Some(el) => el.text.trim(),
+                Some(el) => trim_ascii(&el.text),
             };
             let text = if f.kind == FieldType::Amount {
                 yuan_to_fen(text).map_err(|e| BodyError::field(f, &p, None, e))?
@@ -315,6 +315,11 @@ fn record_from_node(fields: &[Field], node: &Node, prefix: &str) -> Result<Recor
         rec.set(&f.tag, Value::Text(v));
     }
     Ok(rec)
+}
+
+/// Trims XML whitespace (not U+3000, which is text in GBK).
+fn trim_ascii(s: &str) -> &str {
+    s.trim_matches(|c: char| matches!(c, ' ' | '\t' | '\r' | '\n'))
 }
 
 /// Yuan as written in XML (`1234.56`, `12`, `0.5`) to fen digits.
