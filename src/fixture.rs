@@ -63,6 +63,7 @@ pub enum FixtureError {
     Header { path: String, source: HeaderError },
 }
 
+/// A fixture file as written, before any check.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawFixture {
@@ -84,6 +85,7 @@ fn fixed_format() -> Format {
     Format::Fixed
 }
 
+/// The `[request]` or `[response]` half of a fixture file.
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawSide {

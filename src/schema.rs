@@ -213,6 +213,7 @@ impl SchemaError {
     }
 }
 
+/// A schema file as written, before any check.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawSchema {
@@ -226,6 +227,7 @@ struct RawSchema {
     response: Vec<RawField>,
 }
 
+/// One `[[request]]`/`[[response]]` entry as written, before any check.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawField {

@@ -270,6 +270,14 @@ fn record_from_node(fields: &[Field], node: &Node, prefix: &str) -> Result<Recor
         let value = if f.is_group() {
             let mut records = Vec::new();
             if let Some(el) = el {
+                if !trim_ascii(&el.text).is_empty() {
+                    return Err(BodyError::field(
+                        f,
+                        &p,
+                        None,
+                        Fault::format(format!("<{}> 记录", f.record), "文本"),
+                    ));
+                }
                 for (i, r) in el.children.iter().enumerate() {
                     if r.name != f.record {
                         return Err(BodyError::field(
