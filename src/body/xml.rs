@@ -90,11 +90,12 @@ impl XmlDoc {
             return Err(doc_err("HEAD", "报文头", "<HEAD> 元素", "缺失"));
         };
         let mut head: Vec<(String, String)> = Vec::with_capacity(head_node.children.len());
+        let mut seen = std::collections::HashSet::new();
         for c in &head_node.children {
             if !c.children.is_empty() {
                 return Err(doc_err(&c.name, "", "文本值", "子元素"));
             }
-            if head.iter().any(|(t, _)| t == &c.name) {
+            if !seen.insert(c.name.as_str()) {
                 return Err(doc_err(&c.name, "", "只出现一次", "重复元素"));
             }
             head.push((c.name.clone(), trim_ascii(&c.text).to_string()));
@@ -242,16 +243,18 @@ fn attach(stack: &mut [Node], root: &mut Option<Node>, node: Node) -> Result<(),
 }
 
 fn record_from_node(fields: &[Field], node: &Node, prefix: &str) -> Result<Record, BodyError> {
-    for (i, c) in node.children.iter().enumerate() {
-        if !fields.iter().any(|f| f.tag == c.name) {
+    // Linear in the children: each must be a field of the layout, once.
+    let mut seen = vec![false; fields.len()];
+    for c in &node.children {
+        let Some(i) = fields.iter().position(|f| f.tag == c.name) else {
             return Err(doc_err(
                 &path(prefix, &c.name),
                 "",
                 "布局中的字段",
                 "未知元素",
             ));
-        }
-        if node.children.iter().take(i).any(|d| d.name == c.name) {
+        };
+        if seen.get_mut(i).is_some_and(|s| std::mem::replace(s, true)) {
             return Err(doc_err(
                 &path(prefix, &c.name),
                 "",
@@ -627,6 +630,23 @@ mod tests {
             .body(&s.request)
             .unwrap_err();
         assert_eq!(e.tag, "LoanAppNo");
+    }
+
+    #[test]
+    fn many_elements_are_linear() {
+        let s = s2969();
+        let mut x = String::from("<ROOT><HEAD>");
+        for i in 0..50_000 {
+            x.push_str(&format!("<H{i}/>"));
+        }
+        x.push_str("</HEAD><BODY>");
+        x.push_str(&"<LoanAppNo/>".repeat(50_000));
+        x.push_str("</BODY></ROOT>");
+        let t = std::time::Instant::now();
+        let doc = XmlDoc::parse(x.as_bytes()).unwrap();
+        let e = doc.body(&s.request).unwrap_err();
+        assert!(e.to_string().contains("LoanAppNo"), "{e}");
+        assert!(t.elapsed() < std::time::Duration::from_secs(5));
     }
 
     #[test]
