@@ -51,6 +51,11 @@ pub struct GatewaySettings {
     pub caller_write_timeout_ms: u64,
     /// On SIGTERM, requests in flight get this long to finish.
     pub shutdown_grace_ms: u64,
+    /// A repeated (channel, SeqNo, TranDate) on a non-idempotent route
+    /// within this window is refused with GW0103.
+    pub dedup_window_ms: u64,
+    /// Entries the duplicate-SeqNo store holds at most (oldest go first).
+    pub dedup_capacity: usize,
 }
 
 impl Default for GatewaySettings {
@@ -66,6 +71,8 @@ impl Default for GatewaySettings {
             caller_read_timeout_ms: 30_000,
             caller_write_timeout_ms: 10_000,
             shutdown_grace_ms: 10_000,
+            dedup_window_ms: 86_400_000,
+            dedup_capacity: 1_000_000,
         }
     }
 }
@@ -105,6 +112,12 @@ pub struct ChannelConfig {
     /// When set, messages with this ChnlNo must come from these networks (CIDR).
     #[serde(default)]
     pub sources: Vec<String>,
+    /// Requests per second this channel may send (GW0203 beyond); none if unset.
+    #[serde(default)]
+    pub rate_limit: Option<u32>,
+    /// Burst allowed above the rate (default: one second's worth).
+    #[serde(default)]
+    pub burst: Option<u32>,
 }
 
 /// How a backend is connected to.
@@ -116,6 +129,9 @@ pub enum BackendMode {
     Long,
     /// A new connection per request.
     Short,
+    /// Several requests in flight on each pooled connection, answers
+    /// matched by channel plus SeqNo.
+    Multiplex,
 }
 
 /// Pool settings of one backend.
@@ -127,6 +143,14 @@ pub struct PoolConfig {
     pub idle_timeout_ms: u64,
     /// How long a request waits for a free connection before GW0203.
     pub acquire_timeout_ms: u64,
+    /// A pooled connection older than this is closed when next idle.
+    pub max_lifetime_ms: u64,
+    /// Requests in flight towards this backend, over all its connections
+    /// (GW0203 beyond it). For long and short modes it is `max`.
+    pub max_in_flight: usize,
+    /// Reconnect backoff of the pool warmer: base and cap, with jitter.
+    pub backoff_base_ms: u64,
+    pub backoff_max_ms: u64,
 }
 
 impl Default for PoolConfig {
@@ -136,6 +160,29 @@ impl Default for PoolConfig {
             min_idle: 0,
             idle_timeout_ms: 60_000,
             acquire_timeout_ms: 1_000,
+            max_lifetime_ms: 3_600_000,
+            max_in_flight: 256,
+            backoff_base_ms: 100,
+            backoff_max_ms: 10_000,
+        }
+    }
+}
+
+/// The circuit breaker of one backend.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BreakerConfig {
+    /// Consecutive failures that open the breaker; 0 disables it.
+    pub failures: u32,
+    /// How long it stays open before one probe is let through.
+    pub cooldown_ms: u64,
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        BreakerConfig {
+            failures: 5,
+            cooldown_ms: 5_000,
         }
     }
 }
@@ -174,6 +221,8 @@ pub struct BackendConfig {
     pub pool: PoolConfig,
     #[serde(default)]
     pub timeouts: TimeoutConfig,
+    #[serde(default)]
+    pub breaker: BreakerConfig,
 }
 
 /// query | notification | transaction, as the catalog names them.
@@ -215,6 +264,14 @@ pub struct RouteConfig {
     /// Overrides the backend's request timeout for this code.
     #[serde(default)]
     pub request_timeout_ms: Option<u64>,
+    /// Resends allowed on this idempotent route after a failure that may
+    /// have reached the backend (default 1). Never used on other routes.
+    #[serde(default = "one")]
+    pub retries: u32,
+}
+
+fn one() -> u32 {
+    1
 }
 
 fn yes() -> bool {

@@ -52,7 +52,12 @@ pub async fn serve(
     let mut writer = FramedWrite::new(w, codec);
     let mut in_flight = FuturesUnordered::new();
     let mut reading = true;
-    let timer = tokio::time::sleep(limits.idle_timeout);
+    // One timer, reset only when it fires, checks both the idle and the
+    // partial-frame (slowloris) deadlines: no timer work per message.
+    let check = (limits.read_timeout / 2)
+        .min(limits.idle_timeout / 2)
+        .clamp(Duration::from_millis(10), Duration::from_secs(1));
+    let timer = tokio::time::sleep(check);
     tokio::pin!(timer);
     let mut last_activity = Instant::now();
     let mut partial_since: Option<Instant> = None;
@@ -60,21 +65,6 @@ pub async fn serve(
     loop {
         if !reading && in_flight.is_empty() {
             break;
-        }
-        // One timer serves three purposes: idle, slowloris, and none while busy.
-        let buffered = !reader.read_buffer().is_empty();
-        if buffered {
-            partial_since.get_or_insert_with(Instant::now);
-        } else {
-            partial_since = None;
-        }
-        let deadline = match partial_since {
-            Some(t) => Some(t + limits.read_timeout),
-            None if in_flight.is_empty() => Some(last_activity + limits.idle_timeout),
-            None => None,
-        };
-        if let Some(d) = deadline {
-            timer.as_mut().reset(d);
         }
         tokio::select! {
             biased;
@@ -87,6 +77,7 @@ pub async fn serve(
             }
             frame = reader.next(), if reading && in_flight.len() < limits.max_in_flight => {
                 last_activity = Instant::now();
+                partial_since = None;
                 match frame {
                     None => reading = false,
                     Some(Ok(msg)) if msg.is_empty() => {
@@ -135,13 +126,22 @@ pub async fn serve(
             _ = shutdown.stop.cancelled(), if reading => {
                 reading = false;
             }
-            _ = &mut timer, if deadline.is_some() => {
-                if partial_since.is_some() {
-                    tracing::warn!(peer = %caller.peer, "partial frame not completed in {:?} (slowloris?); closing", limits.read_timeout);
+            _ = &mut timer => {
+                let now = Instant::now();
+                if reader.read_buffer().is_empty() {
+                    partial_since = None;
+                    if in_flight.is_empty() && now - last_activity >= limits.idle_timeout {
+                        tracing::debug!(peer = %caller.peer, "idle caller connection closed");
+                        return;
+                    }
                 } else {
-                    tracing::debug!(peer = %caller.peer, "idle caller connection closed");
+                    let since = *partial_since.get_or_insert(now);
+                    if now - since >= limits.read_timeout {
+                        tracing::warn!(peer = %caller.peer, "partial frame not completed in {:?} (slowloris?); closing", limits.read_timeout);
+                        return;
+                    }
                 }
-                return;
+                timer.as_mut().reset(now + check);
             }
         }
     }

@@ -7,6 +7,7 @@
 
 use crate::body::{self, fixed, xml::XmlDoc};
 use crate::config::BodyFormat;
+use crate::dedup::{MemorySeqStore, SeqStore};
 use crate::error::{GwError, RspCode};
 use crate::header::{trim, HeaderSpec, Role};
 use crate::observe::{Observer, TxnEvent};
@@ -36,6 +37,7 @@ pub struct Gateway {
     snapshot: ArcSwap<Snapshot>,
     pub stats: GatewayStats,
     observers: Vec<Arc<dyn Observer>>,
+    seq_store: Arc<dyn SeqStore>,
 }
 
 /// What the path learned about a request, for its transaction event.
@@ -79,20 +81,32 @@ struct Ident<'a> {
     channel: Cow<'a, [u8]>,
     dest: Cow<'a, [u8]>,
     seq: Cow<'a, [u8]>,
+    date: Cow<'a, [u8]>,
 }
 
 impl Gateway {
     pub fn new(snapshot: Snapshot) -> Gateway {
+        let seq_store = Arc::new(MemorySeqStore::new(
+            std::time::Duration::from_millis(snapshot.settings.dedup_window_ms),
+            snapshot.settings.dedup_capacity,
+        ));
         Gateway {
             snapshot: ArcSwap::from_pointee(snapshot),
             stats: GatewayStats::default(),
             observers: Vec::new(),
+            seq_store,
         }
     }
 
     /// Adds an observer of every transaction and connection.
     pub fn with_observer(mut self, o: Arc<dyn Observer>) -> Self {
         self.observers.push(o);
+        self
+    }
+
+    /// Replaces the duplicate-SeqNo store (a shared one for several instances).
+    pub fn with_seq_store(mut self, store: Arc<dyn SeqStore>) -> Self {
+        self.seq_store = store;
         self
     }
 
@@ -250,6 +264,46 @@ impl Gateway {
         }
     }
 
+    /// On a route that is not idempotent, claims (channel, SeqNo, TranDate):
+    /// a repeat inside the window is GW0103 and is never relayed.
+    fn claim_seq(&self, route: &Route, ident: &Ident<'_>) -> Result<Option<Vec<u8>>, GwError> {
+        if route.idempotent {
+            return Ok(None);
+        }
+        let key = crate::dedup::key(&ident.channel, &ident.seq, &ident.date);
+        if !self.seq_store.first_seen(&key) {
+            return Err(GwError::new(
+                RspCode::DuplicateSeq,
+                format!(
+                    "渠道 {} 流水号 {} 日期 {} 已受理，交易 {} 不重复发送",
+                    show(&ident.channel),
+                    show(&ident.seq),
+                    show(&ident.date),
+                    route.code
+                ),
+            ));
+        }
+        Ok(Some(key))
+    }
+
+    /// Relays, and gives the SeqNo back when the request certainly never
+    /// reached the backend, so the caller may retry with the same SeqNo.
+    async fn relay_claimed(
+        &self,
+        route: &Route,
+        backend: &Backend,
+        outgoing: &Bytes,
+        claimed: Option<Vec<u8>>,
+    ) -> Result<Bytes, GwError> {
+        let r = relay(route, backend, outgoing).await;
+        if let (Err(e), Some(key)) = (&r, claimed) {
+            if !e.reached_backend && matches!(e.code, RspCode::BackendUnreachable | RspCode::Busy) {
+                self.seq_store.forget(&key);
+            }
+        }
+        r
+    }
+
     async fn handle_fixed(
         &self,
         snap: &Snapshot,
@@ -272,6 +326,7 @@ impl Gateway {
             channel: Cow::Borrowed(trim(&msg[h.range(Role::Channel)])),
             dest: Cow::Borrowed(trim(&msg[h.range(Role::Dest)])),
             seq: Cow::Borrowed(trim(&msg[h.range(Role::Seq)])),
+            date: Cow::Borrowed(trim(&msg[h.range(Role::Date)])),
         };
         let (route, backend) = admit(snap, caller, &ident, span)?;
         if !self.observers.is_empty() {
@@ -282,6 +337,7 @@ impl Gateway {
         if route.validate {
             fixed::decode(&schema.request, msg, h.length()).map_err(body_error)?;
         }
+        let dedup = self.claim_seq(route, &ident)?;
         let mut outgoing = msg.clone();
         if route.pad_trailing {
             if let Some(padded) = fixed::pad_trailing(&schema.request, msg, h.length()) {
@@ -293,7 +349,7 @@ impl Gateway {
             outgoing =
                 Bytes::from(body::fixed_to_xml(h, &schema.request, &outgoing).map_err(body_error)?);
         }
-        let answer = relay(route, backend, &outgoing).await?;
+        let answer = self.relay_claimed(route, backend, &outgoing, dedup).await?;
         let answer = check_answer(h, route, backend_form, &ident, answer)?;
         if backend_form == Form::Xml {
             return Ok(Bytes::from(
@@ -324,13 +380,14 @@ impl Gateway {
             channel: head(Role::Channel),
             dest: head(Role::Dest),
             seq: head(Role::Seq),
+            date: head(Role::Date),
         };
         if !self.observers.is_empty() {
             trace.xml_ident = Some([
                 ident.code.to_vec(),
                 ident.channel.to_vec(),
                 ident.seq.to_vec(),
-                head(Role::Date).to_vec(),
+                ident.date.to_vec(),
                 ident.dest.to_vec(),
             ]);
         }
@@ -344,6 +401,7 @@ impl Gateway {
             doc.body(&schema.request).map_err(body_error)?;
         }
         let backend_form = backend_form(backend);
+        let dedup = self.claim_seq(route, &ident)?;
         let outgoing = if backend_form == Form::Fixed {
             let mut fixed_msg = body::xml_to_fixed(h, &schema.request, msg).map_err(body_error)?;
             if route.pad_trailing {
@@ -355,7 +413,7 @@ impl Gateway {
         } else {
             msg.clone()
         };
-        let answer = relay(route, backend, &outgoing).await?;
+        let answer = self.relay_claimed(route, backend, &outgoing, dedup).await?;
         let answer = check_answer(h, route, backend_form, &ident, answer)?;
         if backend_form == Form::Fixed {
             return Ok(Bytes::from(
@@ -406,6 +464,14 @@ fn admit<'s>(
             format!("渠道 {channel} 不允许从地址 {} 接入", caller.peer.ip()),
         ));
     }
+    if let Some((limiter, rate)) = &ch.limiter {
+        if limiter.check().is_err() {
+            return Err(GwError::new(
+                RspCode::Busy,
+                format!("渠道 {channel} 超过限流 {rate} 笔/秒"),
+            ));
+        }
+    }
     let backend = route.backend_for(&ident.dest).ok_or_else(|| {
         GwError::new(
             RspCode::ChannelDenied,
@@ -418,19 +484,27 @@ fn admit<'s>(
     Ok((route, backend))
 }
 
-/// Sends to the backend. A resend happens only on an idempotent route, and
-/// only when a reused pooled connection failed before any answer.
+/// Sends to the backend. Only an idempotent route is ever resent: after a
+/// reused pooled connection failed before any answer, or a connect failure
+/// (certainly not sent), up to the route's `retries`, within the backend's
+/// retry budget. A non-idempotent request is sent at most once.
 async fn relay(route: &Route, backend: &Backend, outgoing: &Bytes) -> Result<Bytes, GwError> {
-    let mut attempts = 0;
+    let mut resends = 0;
     loop {
-        attempts += 1;
         match backend.pool.call(outgoing, route.request_timeout).await {
             Ok(answer) => return Ok(answer),
-            Err(e) if e.stale_reuse && route.idempotent && attempts < 3 => {
-                backend.pool.stats.retries.fetch_add(1, Ordering::Relaxed);
-                continue;
+            Err(e) => {
+                let worth = e.stale_reuse || e.error.code == RspCode::BackendUnreachable;
+                if route.idempotent
+                    && worth
+                    && resends < route.retries
+                    && backend.pool.try_spend_retry()
+                {
+                    resends += 1;
+                    continue;
+                }
+                return Err(e.error);
             }
-            Err(e) => return Err(e.error),
         }
     }
 }

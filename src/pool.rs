@@ -1,34 +1,63 @@
-//! Connections to one backend: a pool of long connections, or one
-//! connection per request in short mode.
+//! Connections to one backend, in one of three modes:
+//! - `long`: a pool of persistent connections, one request in flight each;
+//! - `short`: a new connection per request;
+//! - `multiplex`: several requests in flight per pooled connection, answers
+//!   matched by channel plus SeqNo.
 //!
-//! A pooled connection carries one request at a time. It goes back to the
-//! pool only after a whole answer came in time; a connection that timed
-//! out or failed is dropped, so a late answer can never reach the next
-//! request. Idle connections are checked for EOF or stray data when taken.
+//! A long connection goes back to the pool only after a whole answer came in
+//! time; one that timed out or failed is dropped, so a late answer can never
+//! reach the next request. In multiplex mode a late answer finds no waiter
+//! and is counted and dropped. Idle connections are checked for EOF or stray
+//! data when taken and by the maintenance tick, which also keeps `min_idle`
+//! warm with exponential backoff plus jitter, and retires old connections.
 
+use crate::breaker::{Breaker, Pass};
 use crate::config::{BackendConfig, BackendMode};
 use crate::error::{GwError, RspCode};
 use crate::frame::{FrameCodec, FrameError};
+use crate::header::trim;
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::ops::Range;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
-use tokio::sync::Semaphore;
-use tokio_util::codec::Framed;
+use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio_util::codec::{Framed, FramedRead, FramedWrite};
 
 type Conn = Framed<TcpStream, FrameCodec>;
 
-/// An idle pooled connection and when it was last used.
+/// Where the multiplex key (channel, SeqNo) sits in a fixed header.
+#[derive(Debug, Clone)]
+pub struct MuxKey {
+    pub channel: Range<usize>,
+    pub seq: Range<usize>,
+}
+
+impl MuxKey {
+    fn of(&self, msg: &[u8]) -> Option<Vec<u8>> {
+        let ch = trim(msg.get(self.channel.clone())?);
+        let seq = trim(msg.get(self.seq.clone())?);
+        let mut k = Vec::with_capacity(ch.len() + seq.len() + 1);
+        k.extend_from_slice(ch);
+        k.push(0);
+        k.extend_from_slice(seq);
+        Some(k)
+    }
+}
+
+/// An idle pooled connection, when it was made and last used.
 #[derive(Debug)]
 struct Idle {
     conn: Conn,
+    born: Instant,
     since: Instant,
 }
 
-/// Counters a pool keeps, read by logs and (later) metrics.
+/// Counters a pool keeps, for logs and metrics.
 #[derive(Debug, Default)]
 pub struct PoolStats {
     pub connects: AtomicU64,
@@ -37,15 +66,36 @@ pub struct PoolStats {
     pub dropped_dead: AtomicU64,
     pub timeouts: AtomicU64,
     pub retries: AtomicU64,
+    pub busy: AtomicU64,
+    pub waiters: AtomicUsize,
+    pub late_answers: AtomicU64,
+    pub unmatched_answers: AtomicU64,
+    pub fast_failed: AtomicU64,
 }
 
 /// How one call ended, for the relay to decide on a retry.
 #[derive(Debug)]
 pub struct CallError {
     pub error: GwError,
-    /// The connection was an old pooled one that failed before any answer:
-    /// the classic stale-connection case, worth one resend on idempotent routes.
+    /// A reused pooled connection failed before any answer: the classic
+    /// stale-connection case, worth a resend on idempotent routes.
     pub stale_reuse: bool,
+}
+
+impl CallError {
+    fn new(code: RspCode, detail: String) -> Self {
+        CallError {
+            error: GwError::new(code, detail),
+            stale_reuse: false,
+        }
+    }
+}
+
+/// Reconnect pacing of the warmer.
+#[derive(Debug)]
+struct Backoff {
+    failures: u32,
+    next_attempt: Instant,
 }
 
 /// The pool of one backend.
@@ -56,27 +106,63 @@ pub struct Pool {
     mode: BackendMode,
     codec: FrameCodec,
     max: usize,
+    min_idle: usize,
+    slots_total: usize,
     idle_timeout: Duration,
     acquire_timeout: Duration,
     connect_timeout: Duration,
+    max_lifetime: Duration,
+    backoff_base: Duration,
+    backoff_max: Duration,
     slots: Semaphore,
     idle: Mutex<Vec<Idle>>,
+    mux: Mutex<Vec<Arc<MuxConn>>>,
+    mux_next: AtomicUsize,
+    mux_opening: AtomicUsize,
+    mux_key: MuxKey,
+    backoff: Mutex<Backoff>,
+    last_connect_failed: AtomicBool,
+    /// Retry budget in tenths: each request earns 1, each resend costs 10,
+    /// so resends stay near 10% of traffic plus a small burst.
+    retry_budget: std::sync::atomic::AtomicI64,
+    pub breaker: Breaker,
     pub stats: PoolStats,
 }
 
 impl Pool {
-    pub fn new(cfg: &BackendConfig, address: SocketAddr, max_body: usize) -> Pool {
+    pub fn new(cfg: &BackendConfig, address: SocketAddr, max_body: usize, mux_key: MuxKey) -> Pool {
+        let max = cfg.pool.max.max(1);
+        let slots_total = match cfg.mode {
+            BackendMode::Multiplex => cfg.pool.max_in_flight.max(1),
+            _ => max,
+        };
         Pool {
             id: cfg.id.clone(),
             address,
             mode: cfg.mode,
             codec: FrameCodec::new(cfg.framing, max_body),
-            max: cfg.pool.max.max(1),
+            max,
+            min_idle: cfg.pool.min_idle.min(max),
+            slots_total,
             idle_timeout: Duration::from_millis(cfg.pool.idle_timeout_ms),
             acquire_timeout: Duration::from_millis(cfg.pool.acquire_timeout_ms),
             connect_timeout: Duration::from_millis(cfg.timeouts.connect_ms),
-            slots: Semaphore::new(cfg.pool.max.max(1)),
-            idle: Mutex::new(Vec::with_capacity(cfg.pool.max)),
+            max_lifetime: Duration::from_millis(cfg.pool.max_lifetime_ms),
+            backoff_base: Duration::from_millis(cfg.pool.backoff_base_ms.max(1)),
+            backoff_max: Duration::from_millis(cfg.pool.backoff_max_ms.max(1)),
+            slots: Semaphore::new(slots_total),
+            idle: Mutex::new(Vec::with_capacity(max)),
+            mux: Mutex::new(Vec::new()),
+            mux_next: AtomicUsize::new(0),
+            mux_opening: AtomicUsize::new(0),
+            mux_key,
+            backoff: Mutex::new(Backoff {
+                failures: 0,
+                next_attempt: Instant::now(),
+            }),
+            last_connect_failed: AtomicBool::new(false),
+            retry_budget: std::sync::atomic::AtomicI64::new(100),
+            breaker: Breaker::new(&cfg.id, &cfg.breaker),
             stats: PoolStats::default(),
         }
     }
@@ -89,55 +175,111 @@ impl Pool {
         self.address
     }
 
-    /// Connections busy now.
+    pub fn mode(&self) -> BackendMode {
+        self.mode
+    }
+
+    /// The pool's size limit (connections).
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
+    /// Requests (long, short: connections) busy now.
     pub fn in_use(&self) -> usize {
-        self.max - self.slots.available_permits()
+        self.slots_total - self.slots.available_permits()
     }
 
     pub fn idle_count(&self) -> usize {
-        self.idle.lock().map(|v| v.len()).unwrap_or(0)
+        match self.mode {
+            BackendMode::Multiplex => self.mux.lock().map(|v| v.len()).unwrap_or(0),
+            _ => self.idle.lock().map(|v| v.len()).unwrap_or(0),
+        }
+    }
+
+    /// Whether the last attempt to connect failed (for readiness).
+    pub fn last_connect_failed(&self) -> bool {
+        self.last_connect_failed.load(Ordering::Relaxed)
+    }
+
+    /// Takes one resend from the budget; false when it is spent.
+    pub fn try_spend_retry(&self) -> bool {
+        let before = self.retry_budget.fetch_sub(10, Ordering::AcqRel);
+        if before < 10 {
+            self.retry_budget.fetch_add(10, Ordering::AcqRel);
+            return false;
+        }
+        self.stats.retries.fetch_add(1, Ordering::Relaxed);
+        true
     }
 
     /// Sends one request and waits for its answer, within `timeout` from now.
     pub async fn call(&self, msg: &Bytes, timeout: Duration) -> Result<Bytes, CallError> {
+        if self.retry_budget.load(Ordering::Relaxed) < 1000 {
+            self.retry_budget.fetch_add(1, Ordering::Relaxed);
+        }
         let deadline = tokio::time::Instant::now() + timeout;
-        let _slot = match tokio::time::timeout(self.acquire_timeout, self.slots.acquire()).await {
-            Ok(Ok(p)) => p,
-            _ => {
-                return Err(CallError {
-                    error: GwError::new(
-                        RspCode::Busy,
-                        format!(
-                            "后端 {} 连接池已满（{} 个），等待 {} 毫秒无空闲连接",
-                            self.id,
-                            self.max,
-                            self.acquire_timeout.as_millis()
-                        ),
-                    ),
-                    stale_reuse: false,
-                })
-            }
+        let Some(pass) = self.breaker.allow() else {
+            self.stats.fast_failed.fetch_add(1, Ordering::Relaxed);
+            return Err(CallError::new(
+                RspCode::BackendUnreachable,
+                format!("后端 {} 熔断中，请求未发送，可稍后重试", self.id),
+            ));
         };
-        let (mut conn, reused) = match self.take_idle() {
-            Some(c) => (c, true),
-            None => (self.connect(deadline).await?, false),
+        self.stats.waiters.fetch_add(1, Ordering::Relaxed);
+        let slot = tokio::time::timeout(self.acquire_timeout, self.slots.acquire()).await;
+        self.stats.waiters.fetch_sub(1, Ordering::Relaxed);
+        let Ok(Ok(_slot)) = slot else {
+            self.breaker.release(pass);
+            self.stats.busy.fetch_add(1, Ordering::Relaxed);
+            return Err(CallError::new(
+                RspCode::Busy,
+                format!(
+                    "后端 {} 在途请求已满（{} 个），等待 {} 毫秒无空闲",
+                    self.id,
+                    self.slots_total,
+                    self.acquire_timeout.as_millis()
+                ),
+            ));
+        };
+        let result = match self.mode {
+            BackendMode::Multiplex => self.call_mux(msg, deadline, timeout).await,
+            _ => self.call_exclusive(msg, deadline, timeout).await,
+        };
+        self.judge(pass, &result);
+        result
+    }
+
+    fn judge(&self, pass: Pass, result: &Result<Bytes, CallError>) {
+        match result {
+            Ok(_) => self.breaker.success(pass),
+            Err(e) if e.error.code == RspCode::Busy => self.breaker.release(pass),
+            Err(_) => self.breaker.failure(pass),
+        }
+    }
+
+    async fn call_exclusive(
+        &self,
+        msg: &Bytes,
+        deadline: tokio::time::Instant,
+        timeout: Duration,
+    ) -> Result<Bytes, CallError> {
+        let (mut conn, born, reused) = match self.take_idle() {
+            Some((c, born)) => (c, born, true),
+            None => (self.connect(deadline).await?, Instant::now(), false),
         };
         match exchange(&mut conn, msg, deadline).await {
             Ok(answer) => {
                 if self.mode == BackendMode::Long {
-                    self.put_idle(conn);
+                    self.put_idle(conn, born);
                 }
                 Ok(answer)
             }
             Err(Exchange::TimedOut) => {
                 self.stats.timeouts.fetch_add(1, Ordering::Relaxed);
-                Err(CallError {
-                    error: GwError::new(
-                        RspCode::BackendTimeout,
-                        format!("后端 {} 在 {} 毫秒内未应答", self.id, timeout.as_millis()),
-                    ),
-                    stale_reuse: false,
-                })
+                Err(CallError::new(
+                    RspCode::BackendTimeout,
+                    format!("后端 {} 在 {} 毫秒内未应答", self.id, timeout.as_millis()),
+                ))
             }
             Err(Exchange::Closed(why)) => Err(CallError {
                 error: GwError::new(
@@ -146,88 +288,438 @@ impl Pool {
                 ),
                 stale_reuse: reused,
             }),
-            Err(Exchange::BadFrame(e)) => Err(CallError {
-                error: GwError::new(
+            Err(Exchange::BadFrame(e)) => {
+                let mut error = GwError::new(
                     RspCode::BadAnswer,
                     format!("后端 {} 应答帧非法：{e}", self.id),
-                ),
-                stale_reuse: false,
-            }),
+                );
+                error.reached_backend = true;
+                Err(CallError {
+                    error,
+                    stale_reuse: false,
+                })
+            }
         }
+    }
+
+    async fn connect_stream(&self, limit: Duration) -> Result<TcpStream, String> {
+        let r = match tokio::time::timeout(limit, TcpStream::connect(self.address)).await {
+            Ok(Ok(stream)) => {
+                let _ = stream.set_nodelay(true);
+                self.stats.connects.fetch_add(1, Ordering::Relaxed);
+                Ok(stream)
+            }
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!("{} 毫秒内未连通", limit.as_millis())),
+        };
+        self.last_connect_failed
+            .store(r.is_err(), Ordering::Relaxed);
+        if r.is_err() {
+            self.stats.connect_failures.fetch_add(1, Ordering::Relaxed);
+        }
+        r
     }
 
     async fn connect(&self, deadline: tokio::time::Instant) -> Result<Conn, CallError> {
         let limit = self
             .connect_timeout
             .min(deadline.saturating_duration_since(tokio::time::Instant::now()));
-        let unreachable = |why: String| CallError {
-            error: GwError::new(
-                RspCode::BackendUnreachable,
-                format!("无法连接后端 {}（{}）：{why}", self.id, self.address),
-            ),
-            stale_reuse: false,
-        };
-        match tokio::time::timeout(limit, TcpStream::connect(self.address)).await {
-            Ok(Ok(stream)) => {
-                let _ = stream.set_nodelay(true);
-                self.stats.connects.fetch_add(1, Ordering::Relaxed);
-                Ok(Framed::new(stream, self.codec))
-            }
-            Ok(Err(e)) => {
-                self.stats.connect_failures.fetch_add(1, Ordering::Relaxed);
-                Err(unreachable(e.to_string()))
-            }
-            Err(_) => {
-                self.stats.connect_failures.fetch_add(1, Ordering::Relaxed);
-                Err(unreachable(format!("{} 毫秒内未连通", limit.as_millis())))
-            }
-        }
+        self.connect_stream(limit)
+            .await
+            .map(|s| Framed::new(s, self.codec))
+            .map_err(|why| {
+                CallError::new(
+                    RspCode::BackendUnreachable,
+                    format!("无法连接后端 {}（{}）：{why}", self.id, self.address),
+                )
+            })
+    }
+
+    fn usable(&self, i: &Idle) -> bool {
+        i.since.elapsed() < self.idle_timeout
+            && i.born.elapsed() < self.max_lifetime
+            && is_alive(&i.conn)
     }
 
     /// Takes the most recently used idle connection that is still alive.
-    fn take_idle(&self) -> Option<Conn> {
+    fn take_idle(&self) -> Option<(Conn, Instant)> {
         loop {
             let idle = self.idle.lock().ok()?.pop()?;
-            if idle.since.elapsed() < self.idle_timeout && is_alive(&idle.conn) {
+            if self.usable(&idle) {
                 self.stats.reused.fetch_add(1, Ordering::Relaxed);
-                return Some(idle.conn);
+                return Some((idle.conn, idle.born));
             }
             self.stats.dropped_dead.fetch_add(1, Ordering::Relaxed);
         }
     }
 
-    fn put_idle(&self, conn: Conn) {
-        if !conn.read_buffer().is_empty() {
-            // Bytes beyond the answer: the stream is out of step. Drop it.
+    fn put_idle(&self, conn: Conn, born: Instant) {
+        if !conn.read_buffer().is_empty() || born.elapsed() >= self.max_lifetime {
+            // Bytes beyond the answer put the stream out of step; old ones retire.
             self.stats.dropped_dead.fetch_add(1, Ordering::Relaxed);
             return;
         }
         if let Ok(mut idle) = self.idle.lock() {
             idle.push(Idle {
                 conn,
+                born,
                 since: Instant::now(),
             });
         }
     }
 
-    /// Drops idle connections that expired or died; run now and then.
-    pub fn reap(&self) {
-        let Ok(mut idle) = self.idle.lock() else {
+    /// Drops idle connections that expired or died, and keeps `min_idle`
+    /// warm. Run by the server every half second or so.
+    pub async fn maintain(&self) {
+        if let Ok(mut idle) = self.idle.lock() {
+            let before = idle.len();
+            idle.retain(|i| self.usable(i));
+            let dropped = (before - idle.len()) as u64;
+            self.stats
+                .dropped_dead
+                .fetch_add(dropped, Ordering::Relaxed);
+        }
+        if let Ok(mut mux) = self.mux.lock() {
+            mux.retain(|c| {
+                c.shared.alive.load(Ordering::Acquire) && c.born.elapsed() < self.max_lifetime
+            });
+        }
+        if self.mode != BackendMode::Long {
             return;
-        };
-        let before = idle.len();
-        let timeout = self.idle_timeout;
-        idle.retain(|i| i.since.elapsed() < timeout && is_alive(&i.conn));
-        let dropped = before - idle.len();
-        self.stats
-            .dropped_dead
-            .fetch_add(dropped as u64, Ordering::Relaxed);
+        }
+        while self.idle_count() + self.in_use() < self.min_idle {
+            let now = Instant::now();
+            let ready = self
+                .backoff
+                .lock()
+                .map(|b| now >= b.next_attempt)
+                .unwrap_or(false);
+            if !ready {
+                return;
+            }
+            match self.connect_stream(self.connect_timeout).await {
+                Ok(s) => {
+                    if let Ok(mut b) = self.backoff.lock() {
+                        b.failures = 0;
+                    }
+                    self.put_idle(Framed::new(s, self.codec), Instant::now());
+                }
+                Err(why) => {
+                    let wait = self.next_backoff();
+                    tracing::warn!(backend = %self.id, "warming connection failed: {why}; next try in {wait:?}");
+                    return;
+                }
+            }
+        }
     }
 
-    /// Closes every idle connection (on shutdown, or when a reload drops the backend).
+    /// Exponential backoff with jitter in [0.5, 1.5) of the step.
+    fn next_backoff(&self) -> Duration {
+        let Ok(mut b) = self.backoff.lock() else {
+            return self.backoff_base;
+        };
+        b.failures = b.failures.saturating_add(1);
+        let step = self
+            .backoff_base
+            .saturating_mul(1u32 << b.failures.min(16).saturating_sub(1))
+            .min(self.backoff_max);
+        let jitter = 0.5 + rand::random::<f64>();
+        let wait = step.mul_f64(jitter);
+        b.next_attempt = Instant::now() + wait;
+        wait
+    }
+
+    /// Closes every idle connection (shutdown, or a reload dropped the backend).
     pub fn drain(&self) {
         if let Ok(mut idle) = self.idle.lock() {
             idle.clear();
+        }
+        if let Ok(mut mux) = self.mux.lock() {
+            mux.clear();
+        }
+    }
+
+    // ---- multiplex ----
+
+    async fn call_mux(
+        &self,
+        msg: &Bytes,
+        deadline: tokio::time::Instant,
+        timeout: Duration,
+    ) -> Result<Bytes, CallError> {
+        let Some(key) = self.mux_key.of(msg) else {
+            return Err(CallError::new(
+                RspCode::Malformed,
+                "报文头不完整，无法按渠道与流水号匹配应答".into(),
+            ));
+        };
+        let (conn, rx) = self.mux_register(&key, deadline).await?;
+        if conn.tx.send(msg.clone()).await.is_err() {
+            conn.shared.take(&key);
+            return Err(CallError::new(
+                RspCode::BackendUnreachable,
+                format!("后端 {} 多路连接已关闭，请求未发送", self.id),
+            ));
+        }
+        match tokio::time::timeout_at(deadline, rx).await {
+            Ok(Ok(answer)) => Ok(answer),
+            Ok(Err(_)) => Err(CallError::new(
+                RspCode::BackendTimeout,
+                format!("后端 {} 连接中断，结果未知", self.id),
+            )),
+            Err(_) => {
+                self.stats.timeouts.fetch_add(1, Ordering::Relaxed);
+                conn.shared.expire(&key);
+                Err(CallError::new(
+                    RspCode::BackendTimeout,
+                    format!("后端 {} 在 {} 毫秒内未应答", self.id, timeout.as_millis()),
+                ))
+            }
+        }
+    }
+
+    /// Picks a live connection that may carry `key`, opening one if the pool
+    /// is not full, and registers the waiter.
+    async fn mux_register(
+        &self,
+        key: &[u8],
+        deadline: tokio::time::Instant,
+    ) -> Result<(Arc<MuxConn>, oneshot::Receiver<Bytes>), CallError> {
+        let existing: Vec<Arc<MuxConn>> = match self.mux.lock() {
+            Ok(mut v) => {
+                v.retain(|c| c.shared.alive.load(Ordering::Acquire));
+                v.clone()
+            }
+            Err(_) => Vec::new(),
+        };
+        // Open another connection while the pool is below its size; the
+        // counter keeps concurrent callers from overshooting it.
+        let opening = self.mux_opening.fetch_add(1, Ordering::AcqRel);
+        if existing.len() + opening < self.max {
+            let conn = self.mux_connect(deadline).await;
+            let conn = match conn {
+                Ok(c) => {
+                    if let Ok(mut v) = self.mux.lock() {
+                        v.push(c.clone());
+                    }
+                    self.mux_opening.fetch_sub(1, Ordering::AcqRel);
+                    c
+                }
+                Err(e) => {
+                    self.mux_opening.fetch_sub(1, Ordering::AcqRel);
+                    return Err(e);
+                }
+            };
+            return match conn.shared.register(key) {
+                Some(rx) => Ok((conn, rx)),
+                None => Err(self.mux_key_busy()),
+            };
+        }
+        self.mux_opening.fetch_sub(1, Ordering::AcqRel);
+        if existing.is_empty() {
+            // Others are opening the first connections: wait for them briefly.
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            return Box::pin(self.mux_register(key, deadline)).await;
+        }
+        let start = self.mux_next.fetch_add(1, Ordering::Relaxed);
+        for i in 0..existing.len() {
+            let conn = &existing[(start + i) % existing.len()];
+            if let Some(rx) = conn.shared.register(key) {
+                return Ok((conn.clone(), rx));
+            }
+        }
+        Err(self.mux_key_busy())
+    }
+
+    fn mux_key_busy(&self) -> CallError {
+        CallError::new(
+            RspCode::Busy,
+            format!(
+                "同一渠道流水号的请求仍在后端 {} 途中或刚超时，请稍后",
+                self.id
+            ),
+        )
+    }
+
+    async fn mux_connect(&self, deadline: tokio::time::Instant) -> Result<Arc<MuxConn>, CallError> {
+        let conn = self.connect(deadline).await?;
+        let parts = conn.into_parts();
+        let (r, w) = parts.io.into_split();
+        let shared = Arc::new(MuxShared::default());
+        let (tx, mut rx) = mpsc::channel::<Bytes>(1024);
+        let mut writer = FramedWrite::new(w, self.codec);
+        let wshared = shared.clone();
+        tokio::spawn(async move {
+            while let Some(first) = rx.recv().await {
+                let mut ok = writer.feed(first).await.is_ok();
+                while ok {
+                    match rx.try_recv() {
+                        Ok(more) => ok = writer.feed(more).await.is_ok(),
+                        Err(_) => break,
+                    }
+                }
+                if !ok || writer.flush().await.is_err() {
+                    wshared.close();
+                    return;
+                }
+            }
+        });
+        let mut reader = FramedRead::new(r, self.codec);
+        let rshared = shared.clone();
+        let key = self.mux_key.clone();
+        let id = self.id.clone();
+        // The reader needs the pool's counters; it holds them by value-copy
+        // of what it counts into, through the shared state.
+        tokio::spawn(async move {
+            while let Some(frame) = reader.next().await {
+                let Ok(frame) = frame else { break };
+                if frame.is_empty() {
+                    continue;
+                }
+                match key.of(&frame) {
+                    Some(k) => rshared.deliver(&k, frame),
+                    None => {
+                        rshared.unmatched.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            tracing::debug!(backend = %id, "multiplexed connection closed");
+            rshared.close();
+        });
+        Ok(Arc::new(MuxConn {
+            tx,
+            shared,
+            born: Instant::now(),
+        }))
+    }
+
+    /// Late and unmatched answers over live and closed multiplexed connections.
+    pub fn late_answers(&self) -> u64 {
+        let live: u64 = self
+            .mux
+            .lock()
+            .map(|v| {
+                v.iter()
+                    .map(|c| c.shared.late.load(Ordering::Relaxed))
+                    .sum()
+            })
+            .unwrap_or(0);
+        live + self.stats.late_answers.load(Ordering::Relaxed)
+    }
+
+    pub fn unmatched_answers(&self) -> u64 {
+        let live: u64 = self
+            .mux
+            .lock()
+            .map(|v| {
+                v.iter()
+                    .map(|c| c.shared.unmatched.load(Ordering::Relaxed))
+                    .sum()
+            })
+            .unwrap_or(0);
+        live + self.stats.unmatched_answers.load(Ordering::Relaxed)
+    }
+}
+
+/// One multiplexed connection: a writer task fed by `tx`, a reader task
+/// that hands each answer to the waiter registered under its key.
+#[derive(Debug)]
+struct MuxConn {
+    tx: mpsc::Sender<Bytes>,
+    shared: Arc<MuxShared>,
+    born: Instant,
+}
+
+/// Keys remembered as timed out, per connection, so a late answer is told
+/// apart from a stray one and never given to a new request with that key.
+const EXPIRED_KEPT: usize = 4096;
+
+#[derive(Debug)]
+struct MuxShared {
+    pending: Mutex<HashMap<Box<[u8]>, oneshot::Sender<Bytes>>>,
+    expired: Mutex<VecDeque<Box<[u8]>>>,
+    alive: AtomicBool,
+    late: AtomicU64,
+    unmatched: AtomicU64,
+}
+
+impl Default for MuxShared {
+    fn default() -> Self {
+        MuxShared {
+            pending: Mutex::new(HashMap::new()),
+            expired: Mutex::new(VecDeque::new()),
+            alive: AtomicBool::new(true),
+            late: AtomicU64::new(0),
+            unmatched: AtomicU64::new(0),
+        }
+    }
+}
+
+impl MuxShared {
+    fn register(&self, key: &[u8]) -> Option<oneshot::Receiver<Bytes>> {
+        if !self.alive.load(Ordering::Acquire) {
+            return None;
+        }
+        if self
+            .expired
+            .lock()
+            .map(|e| e.iter().any(|k| &k[..] == key))
+            .unwrap_or(true)
+        {
+            return None;
+        }
+        let mut pending = self.pending.lock().ok()?;
+        if pending.contains_key(key) {
+            return None;
+        }
+        let (tx, rx) = oneshot::channel();
+        pending.insert(key.into(), tx);
+        Some(rx)
+    }
+
+    fn take(&self, key: &[u8]) -> Option<oneshot::Sender<Bytes>> {
+        self.pending.lock().ok()?.remove(key)
+    }
+
+    fn expire(&self, key: &[u8]) {
+        self.take(key);
+        if let Ok(mut e) = self.expired.lock() {
+            if e.len() >= EXPIRED_KEPT {
+                e.pop_front();
+            }
+            e.push_back(key.into());
+        }
+    }
+
+    fn deliver(&self, key: &[u8], answer: Bytes) {
+        match self.take(key) {
+            Some(waiter) => {
+                if waiter.send(answer).is_err() {
+                    // The waiter gave up between the lookup and now.
+                    self.late.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            None => {
+                let late = self
+                    .expired
+                    .lock()
+                    .map(|e| e.iter().any(|k| &k[..] == key))
+                    .unwrap_or(false);
+                let counter = if late { &self.late } else { &self.unmatched };
+                counter.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    late,
+                    "multiplexed answer matches no waiting request; dropped"
+                );
+            }
+        }
+    }
+
+    fn close(&self) {
+        self.alive.store(false, Ordering::Release);
+        if let Ok(mut p) = self.pending.lock() {
+            // Dropping the senders tells every waiter the connection is gone.
+            p.clear();
         }
     }
 }

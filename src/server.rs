@@ -95,6 +95,22 @@ impl Server {
                 gw, l, tcp, codec, limits, permits, tracker, shutdown,
             ));
         }
+        let gw = self.gw.clone();
+        let maint_stop = self.shutdown.stop.clone();
+        self.tracker.spawn(async move {
+            // Pool health: reap dead or expired idle connections, keep min_idle warm.
+            let mut tick = tokio::time::interval(Duration::from_millis(500));
+            loop {
+                tokio::select! {
+                    _ = maint_stop.cancelled() => return,
+                    _ = tick.tick() => {}
+                }
+                let snap = gw.snapshot();
+                for b in snap.backends.values() {
+                    b.pool.maintain().await;
+                }
+            }
+        });
         self.tracker.close();
         stop.cancelled().await;
         tracing::info!("shutting down: no new connections; grace {grace:?}");

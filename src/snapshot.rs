@@ -10,7 +10,8 @@ use crate::config::{
 };
 use crate::frame::{FrameCodec, Framing};
 use crate::header::HeaderSpec;
-use crate::pool::Pool;
+use crate::header::Role;
+use crate::pool::{MuxKey, Pool};
 use crate::schema::Schema;
 use ipnet::IpNet;
 use std::collections::{BTreeMap, HashMap};
@@ -27,12 +28,14 @@ pub struct Listener {
     pub body: BodyFormat,
 }
 
-/// A channel, checked: its ID as header bytes, and its address binding.
+/// A channel, checked: its ID as header bytes, its address binding, and
+/// its rate limit (a GCRA limiter: one atomic per check, no lock).
 #[derive(Debug, Clone)]
 pub struct Channel {
     pub id: String,
     pub name: String,
     pub sources: Vec<IpNet>,
+    pub limiter: Option<(Arc<governor::DefaultDirectRateLimiter>, u32)>,
 }
 
 impl Channel {
@@ -74,6 +77,7 @@ pub struct Route {
     pub validate: bool,
     pub pad_trailing: bool,
     pub request_timeout: Duration,
+    pub retries: u32,
 }
 
 impl Route {
@@ -154,6 +158,20 @@ impl Snapshot {
                     Err(e) => problems.push(format!("channel {}: source \"{s}\": {e}", c.id)),
                 }
             }
+            let limiter = match c.rate_limit {
+                None => None,
+                Some(rate) => match std::num::NonZeroU32::new(rate) {
+                    None => {
+                        problems.push(format!("channel {}: rate_limit must be at least 1", c.id));
+                        None
+                    }
+                    Some(r) => {
+                        let burst = c.burst.and_then(std::num::NonZeroU32::new).unwrap_or(r);
+                        let quota = governor::Quota::per_second(r).allow_burst(burst);
+                        Some((Arc::new(governor::RateLimiter::direct(quota)), rate))
+                    }
+                },
+            };
             let key: Box<[u8]> = c.id.as_bytes().into();
             if channels
                 .insert(
@@ -162,6 +180,7 @@ impl Snapshot {
                         id: c.id.clone(),
                         name: c.name.clone(),
                         sources,
+                        limiter,
                     },
                 )
                 .is_some()
@@ -171,7 +190,23 @@ impl Snapshot {
         }
 
         let mut backends = BTreeMap::new();
+        let mux_key = match &header {
+            Some(h) => MuxKey {
+                channel: h.range(Role::Channel),
+                seq: h.range(Role::Seq),
+            },
+            None => MuxKey {
+                channel: 0..0,
+                seq: 0..0,
+            },
+        };
         for b in &raw.backends {
+            if b.mode == BackendMode::Multiplex && b.body != BodyFormat::Fixed {
+                problems.push(format!(
+                    "backend {}: multiplex mode matches answers by header fields and needs body = fixed",
+                    b.id
+                ));
+            }
             if b.body == BodyFormat::Auto {
                 problems.push(format!(
                     "backend {}: body must be fixed or xml, not auto",
@@ -205,7 +240,7 @@ impl Snapshot {
                 Arc::new(Backend {
                     config: b.clone(),
                     address,
-                    pool: Pool::new(b, address, raw.gateway.max_body),
+                    pool: Pool::new(b, address, raw.gateway.max_body, mux_key.clone()),
                 })
             });
             if backends.insert(b.id.clone(), backend).is_some() {
@@ -307,6 +342,7 @@ impl Snapshot {
                     validate: r.validate,
                     pad_trailing: r.pad_trailing,
                     request_timeout,
+                    retries: r.retries,
                 }),
             );
         }

@@ -1,8 +1,9 @@
 //! The one integration-test binary: every test talks to real sockets.
 
 mod cli;
-mod hostile;
 mod codec;
+mod faults;
+mod hostile;
 mod ops;
 mod rejections;
 mod relay;

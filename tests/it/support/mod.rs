@@ -191,19 +191,26 @@ pub fn next_seq(prefix: &str) -> String {
     format!("{prefix}T{:016}", SEQ.fetch_add(1, Ordering::Relaxed))
 }
 
+/// The shipped fixtures, loaded once per test binary.
 pub fn fixtures() -> Vec<Fixture> {
-    txgate::fixture::load_dir(&root().join("fixtures")).expect("fixtures load")
+    static ALL: std::sync::OnceLock<Vec<Fixture>> = std::sync::OnceLock::new();
+    ALL.get_or_init(|| txgate::fixture::load_dir(&root().join("fixtures")).expect("fixtures load"))
+        .clone()
 }
 
-pub fn schemas() -> txgate::tools::Schemas {
-    txgate::tools::load_schemas(&root().join("schemas"))
+/// The shipped schemas, loaded once per test binary.
+pub fn schemas() -> &'static txgate::tools::Schemas {
+    static ALL: std::sync::OnceLock<txgate::tools::Schemas> = std::sync::OnceLock::new();
+    ALL.get_or_init(|| txgate::tools::load_schemas(&root().join("schemas")))
 }
 
 /// The first fixture of a code matching `pick`.
 pub fn fixture(code: &str, pick: impl Fn(&Fixture) -> bool) -> Fixture {
-    fixtures()
-        .into_iter()
+    static ALL: std::sync::OnceLock<Vec<Fixture>> = std::sync::OnceLock::new();
+    ALL.get_or_init(fixtures)
+        .iter()
         .find(|f| f.code == code && pick(f))
+        .cloned()
         .unwrap_or_else(|| panic!("a fixture for {code}"))
 }
 
@@ -229,12 +236,11 @@ pub fn request_from(f: &Fixture, overrides: &[(&str, &str)], xml: bool) -> Vec<u
             f.request_header.push(("SeqNo".into(), seq));
         }
     }
-    let schemas = schemas();
-    txgate::tools::fixture_request(&header(), &schemas, &f, xml).expect("fixture request builds")
+    txgate::tools::fixture_request(&header(), schemas(), &f, xml).expect("fixture request builds")
 }
 
 /// What a scripted backend does with each request it reads.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Script {
     /// Echo the header with RspCode 000000 and no body.
     Echo,
@@ -248,71 +254,170 @@ pub enum Script {
     Garbage,
     /// Answer with another SeqNo.
     WrongSeq,
+    /// Answer twice.
+    Twice,
+    /// Answer N requests on a connection, then close it.
+    CloseAfter(usize),
+    /// Answer every request concurrently (pipelined, out of order), each after
+    /// a delay of (last digit of SeqNo) × the given step.
+    Concurrent(Duration),
+    /// Echo with a body of this many bytes.
+    Big(usize),
+    /// Per request, a fault chosen from the SeqNo: echo, late, die, garbage,
+    /// wrong SeqNo or twice.
+    Chaos(Duration),
 }
 
 /// A backend that behaves as scripted: a real TCP server on port 0 that
-/// counts what it received.
+/// counts what it received. Its script can be changed while it runs.
 pub struct ScriptedBackend {
     pub addr: SocketAddr,
     pub received: Arc<Mutex<Vec<Bytes>>>,
     pub connections: Arc<AtomicUsize>,
+    script: Arc<Mutex<Script>>,
     task: JoinHandle<()>,
 }
 
 impl ScriptedBackend {
     pub async fn start(script: Script) -> ScriptedBackend {
         let tcp = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        Self::serve(tcp, script)
+    }
+
+    /// Serves on a given address (a backend that comes up late).
+    pub async fn start_on(addr: SocketAddr, script: Script) -> ScriptedBackend {
+        let tcp = TcpListener::bind(addr)
+            .await
+            .expect("bind the reserved port");
+        Self::serve(tcp, script)
+    }
+
+    fn serve(tcp: TcpListener, script: Script) -> ScriptedBackend {
         let addr = tcp.local_addr().expect("addr");
         let received = Arc::new(Mutex::new(Vec::new()));
         let connections = Arc::new(AtomicUsize::new(0));
-        let (r, c) = (received.clone(), connections.clone());
+        let script = Arc::new(Mutex::new(script));
+        let (r, c, sc) = (received.clone(), connections.clone(), script.clone());
         let task = tokio::spawn(async move {
             loop {
                 let Ok((s, _)) = tcp.accept().await else {
                     return;
                 };
                 c.fetch_add(1, Ordering::SeqCst);
-                let r = r.clone();
-                tokio::spawn(async move {
-                    let mut framed = Framed::new(s, FrameCodec::default());
-                    while let Some(Ok(req)) = framed.next().await {
-                        r.lock().unwrap().push(req.clone());
-                        let answer = match script {
-                            Script::Echo => echo(&req),
-                            Script::Slow(d) => {
-                                tokio::time::sleep(d).await;
-                                echo(&req)
-                            }
-                            Script::Stall => {
-                                std::future::pending::<()>().await;
-                                unreachable!()
-                            }
-                            Script::Die => return,
-                            Script::Garbage => Bytes::from_static(b"this is not a message"),
-                            Script::WrongSeq => {
-                                let mut b = echo(&req).to_vec();
-                                let h = header();
-                                b[h.range(Role::Seq)].fill(b'9');
-                                Bytes::from(b)
-                            }
-                        };
-                        if framed.send(answer).await.is_err() {
-                            return;
-                        }
-                    }
-                });
+                tokio::spawn(serve_conn(s, r.clone(), sc.clone()));
             }
         });
         ScriptedBackend {
             addr,
             received,
             connections,
+            script,
             task,
         }
     }
 
+    pub fn set(&self, script: Script) {
+        *self.script.lock().unwrap() = script;
+    }
+
     pub fn count(&self) -> usize {
         self.received.lock().unwrap().len()
+    }
+
+    /// How many times each SeqNo reached this backend.
+    pub fn per_seq(&self) -> HashMap<String, usize> {
+        let mut m = HashMap::new();
+        for req in self.received.lock().unwrap().iter() {
+            *m.entry(field(req, Role::Seq)).or_insert(0) += 1;
+        }
+        m
+    }
+}
+
+async fn serve_conn(s: TcpStream, received: Arc<Mutex<Vec<Bytes>>>, script: Arc<Mutex<Script>>) {
+    let (rd, wr) = s.into_split();
+    let mut reader = tokio_util::codec::FramedRead::new(rd, FrameCodec::default());
+    let writer = Arc::new(tokio::sync::Mutex::new(
+        tokio_util::codec::FramedWrite::new(wr, FrameCodec::default()),
+    ));
+    let mut answered = 0usize;
+    while let Some(Ok(req)) = reader.next().await {
+        if req.is_empty() {
+            continue;
+        }
+        received.lock().unwrap().push(req.clone());
+        let current = *script.lock().unwrap();
+        let current = match current {
+            Script::Chaos(late) => chaos_pick(&req, late),
+            other => other,
+        };
+        let answers: Vec<Bytes> = match current {
+            Script::Echo | Script::Chaos(_) => vec![echo(&req)],
+            Script::Slow(d) => {
+                tokio::time::sleep(d).await;
+                vec![echo(&req)]
+            }
+            Script::Stall => {
+                std::future::pending::<()>().await;
+                vec![]
+            }
+            Script::Die => return,
+            Script::Garbage => vec![Bytes::from_static(b"this is not a message")],
+            Script::WrongSeq => {
+                let mut b = echo(&req).to_vec();
+                b[header().range(Role::Seq)].fill(b'9');
+                vec![Bytes::from(b)]
+            }
+            Script::Twice => vec![echo(&req), echo(&req)],
+            Script::CloseAfter(n) => {
+                if answered >= n {
+                    return;
+                }
+                vec![echo(&req)]
+            }
+            Script::Big(n) => {
+                let mut b = echo(&req).to_vec();
+                b.resize(b.len() + n, b' ');
+                vec![Bytes::from(b)]
+            }
+            Script::Concurrent(step) => {
+                let digit = field(&req, Role::Seq)
+                    .bytes()
+                    .last()
+                    .map(|b| (b.wrapping_sub(b'0') % 10) as u32)
+                    .unwrap_or(0);
+                let w = writer.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(step * digit).await;
+                    let _ = w.lock().await.send(echo(&req)).await;
+                });
+                answered += 1;
+                continue;
+            }
+        };
+        answered += 1;
+        let mut w = writer.lock().await;
+        for a in answers {
+            if w.send(a).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// The chaos script's choice for one request, from a hash of its SeqNo.
+fn chaos_pick(req: &[u8], late: Duration) -> Script {
+    let seq = field(req, Role::Seq);
+    let h = seq.bytes().fold(1469598103934665603u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(1099511628211)
+    });
+    match h % 10 {
+        0 => Script::Slow(late),
+        1 => Script::Die,
+        2 => Script::Garbage,
+        3 => Script::WrongSeq,
+        4 => Script::Twice,
+        _ => Script::Echo,
     }
 }
 
