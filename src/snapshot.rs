@@ -249,7 +249,18 @@ impl Snapshot {
         }
 
         let schema_dir = raw.resolve(&raw.gateway.schemas);
-        let mut schemas: BTreeMap<String, Arc<Schema>> = BTreeMap::new();
+        // Every schema in the folder is checked, used by a route or not.
+        let mut schemas: BTreeMap<String, Arc<Schema>> = match crate::schema::load_dir(&schema_dir)
+        {
+            Ok(all) => all
+                .into_values()
+                .map(|s| (format!("{}.toml", s.code), Arc::new(s)))
+                .collect(),
+            Err(errors) => {
+                problems.extend(errors.iter().map(|e| format!("schema: {e}")));
+                BTreeMap::new()
+            }
+        };
         let mut routes: HashMap<Box<[u8]>, Arc<Route>> = HashMap::new();
         let code_width = header
             .as_ref()

@@ -208,3 +208,102 @@ async fn serve_simulate_answers_every_backend_and_send_prints_the_answer() {
     sigterm(served.child.id());
     assert!(served.child.wait().unwrap().success());
 }
+
+/// A temp copy of schemas/ with one file rewritten, and a config using it.
+fn config_with_schema_edit(name: &str, file: &str, from: &str, to: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("txgate-it-{}-{name}-schemas", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for e in std::fs::read_dir(root().join("schemas")).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), dir.join(e.file_name())).unwrap();
+    }
+    let p = dir.join(file);
+    let text = std::fs::read_to_string(&p).unwrap();
+    assert!(text.contains(from), "{from} not in {file}");
+    std::fs::write(&p, text.replacen(from, to, 1)).unwrap();
+    temp_config(
+        name,
+        &[
+            (
+                &format!("schemas = \"{}/schemas\"", root().display()),
+                &format!("schemas = \"{}\"", dir.display()),
+            ),
+            (
+                &format!("\"{}/schemas/header.toml\"", root().display()),
+                &format!("\"{}/header.toml\"", dir.display()),
+            ),
+        ],
+        "",
+    )
+}
+
+#[test]
+fn check_fails_on_a_zero_width_body_field() {
+    let p = config_with_schema_edit("zero", "2969.toml", "width = 32", "width = 0");
+    let out = txgate()
+        .args(["check", "--config"])
+        .arg(&p)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("2969") && err.contains("LoanAppNo"), "{err}");
+}
+
+#[test]
+fn check_fails_on_overlapping_header_fields() {
+    let p = config_with_schema_edit("overlap", "header.toml", "offset = 4\n", "offset = 2\n");
+    let out = txgate()
+        .args(["check", "--config"])
+        .arg(&p)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("overlap"), "{err}");
+}
+
+#[test]
+fn encode_writes_the_golden_bytes_and_decode_prints_labels() {
+    for golden in ["2969/disbursed", "9419/five-years", "2979/old", "2979/full"] {
+        let fixture = root().join("fixtures").join(format!("{golden}.toml"));
+        let out = txgate()
+            .current_dir(root())
+            .arg("encode")
+            .arg(&fixture)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let want = std::fs::read(root().join("fixtures").join(format!("{golden}.bin"))).unwrap();
+        assert_eq!(
+            out.stdout, want,
+            "{golden}: encode differs from the golden file"
+        );
+    }
+    let bin = std::fs::read(root().join("fixtures/2969/disbursed.bin")).unwrap();
+    let mut child = txgate()
+        .current_dir(root())
+        .arg("decode")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(&bin).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let table = String::from_utf8_lossy(&out.stdout);
+    for needle in [
+        "TranCode",
+        "交易码",
+        "LoanAppNo",
+        "放款申请编号",
+        "中石油昆仑燃气（青岛）有限公司",
+    ] {
+        assert!(table.contains(needle), "{needle} missing in:\n{table}");
+    }
+}

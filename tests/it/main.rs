@@ -1,5 +1,6 @@
 //! The one integration-test binary: every test talks to real sockets.
 
+mod bodies;
 mod cli;
 mod codec;
 mod faults;
