@@ -22,6 +22,10 @@ pub struct RawConfig {
     pub backends: Vec<BackendConfig>,
     #[serde(default, rename = "route")]
     pub routes: Vec<RouteConfig>,
+    #[serde(default)]
+    pub admin: crate::admin::AdminConfig,
+    #[serde(default)]
+    pub journal: crate::journal::JournalConfig,
     /// Where the file was read from: relative paths are taken from its folder.
     #[serde(skip)]
     pub base_dir: PathBuf,

@@ -58,6 +58,10 @@ enum Command {
     Replay(txgate::replay::ReplayArgs),
     /// Load-test a target with framed messages built from fixtures.
     Bench(txgate::bench::BenchArgs),
+    /// Ask a running gateway to re-read its config (its admin port's POST /reload).
+    Reload(ReloadArgs),
+    /// Find a transaction's records in the journal (交易流水) by SeqNo.
+    Journal(JournalArgs),
     /// Print a framed message from standard input as a table (sensitive fields in clear).
     Decode {
         #[arg(long, default_value = "gateway.toml")]
@@ -120,8 +124,51 @@ struct ServeArgs {
     /// Tokio worker threads (default: one per core).
     #[arg(long)]
     workers: Option<usize>,
+    /// Admin port address (replaces [admin] address; port 0 picks one).
+    #[arg(long, value_name = "ADDR")]
+    admin: Option<SocketAddr>,
+    /// Serve no admin port.
+    #[arg(long, conflicts_with = "admin")]
+    no_admin: bool,
+    /// Journal file (replaces [journal] path).
+    #[arg(long, value_name = "FILE")]
+    journal: Option<PathBuf>,
+    /// Write no journal.
+    #[arg(long, conflicts_with = "journal")]
+    no_journal: bool,
     #[command(flatten)]
     tune: TuneArgs,
+}
+
+#[derive(Args)]
+struct ReloadArgs {
+    /// The gateway's admin port (default: [admin] address of --config).
+    #[arg(long, value_name = "ADDR")]
+    admin: Option<SocketAddr>,
+    #[arg(long, default_value = "gateway.toml")]
+    config: PathBuf,
+    /// Seconds to wait for the answer.
+    #[arg(long, default_value_t = 30)]
+    timeout: u64,
+}
+
+#[derive(Args)]
+struct JournalArgs {
+    /// The SeqNo (渠道流水号) to look for.
+    #[arg(long)]
+    seq: String,
+    /// Only records of this transaction code.
+    #[arg(long)]
+    code: Option<String>,
+    /// Only records of this day, YYYYMMDD: the TranDate or the day written.
+    #[arg(long, value_name = "D")]
+    date: Option<String>,
+    /// The config whose [journal] path to read.
+    #[arg(long, default_value = "gateway.toml")]
+    config: PathBuf,
+    /// The journal file itself (instead of the config's).
+    #[arg(long, value_name = "FILE")]
+    path: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -272,6 +319,11 @@ fn run(cmd: Command) -> Result<std::process::ExitCode> {
                 ExitCode::from(1)
             })
         }
+        Command::Reload(a) => {
+            let rt = runtime(Some(1))?;
+            rt.block_on(reload(a))
+        }
+        Command::Journal(a) => journal(a),
         Command::Decode { config, framing } => {
             let (header, schemas) = tool_context(&config);
             let mut bytes = Vec::new();
@@ -302,19 +354,115 @@ fn tool_context(config: &Path) -> (HeaderSpec, txgate::tools::Schemas) {
 }
 
 async fn serve(a: ServeArgs) -> Result<()> {
-    let running = txgate::app::Running::start(&a.config, &a.tune.overrides(), a.listen, a.simulate)
+    let opts = txgate::app::StartOptions {
+        overrides: a.tune.overrides(),
+        listen: a.listen,
+        simulate: a.simulate,
+        admin: a.admin,
+        no_admin: a.no_admin,
+        journal: a.journal.clone(),
+        no_journal: a.no_journal,
+    };
+    let running = txgate::app::Running::start_with(&a.config, &opts)
         .await
         .with_context(|| format!("starting from {}", a.config.display()))?;
+    // Installed before READY: a SIGHUP right after it must reload, not kill.
+    let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
     for (sim, addr) in &running.simulators {
         println!("SIMULATOR {} {addr}", sim.backend);
+    }
+    if let Some(addr) = running.admin_address() {
+        println!("ADMIN {addr}");
     }
     for (name, addr) in running.server.addresses() {
         println!("READY {name} {addr}");
     }
     let stop = CancellationToken::new();
     tokio::spawn(signals(stop.clone()));
+    match hup {
+        Ok(hup) => {
+            tokio::spawn(reload_on_sighup(hup, running.reloader(), stop.clone()));
+        }
+        Err(e) => tracing::error!(
+            "cannot install the SIGHUP handler ({e}): reload through the admin port only"
+        ),
+    }
     running.run(stop).await;
     Ok(())
+}
+
+/// `txgate reload`: exit 0 when the gateway took the new config, 1 when it
+/// refused it (the old one keeps serving), 2 when it could not be asked.
+async fn reload(a: ReloadArgs) -> Result<std::process::ExitCode> {
+    let addr = match a.admin {
+        Some(addr) => addr,
+        None => {
+            let raw = txgate::config::RawConfig::load(&a.config)
+                .with_context(|| "give --admin ADDR, or a --config that names [admin] address")?;
+            let addr: SocketAddr = raw.admin.address.parse().with_context(|| {
+                format!(
+                    "[admin] address \"{}\" in {}",
+                    raw.admin.address,
+                    a.config.display()
+                )
+            })?;
+            if addr.port() == 0 {
+                bail!(
+                    "[admin] address in {} has port 0: give --admin ADDR (the ADMIN line of serve)",
+                    a.config.display()
+                );
+            }
+            addr
+        }
+    };
+    let r = txgate::admin::request(
+        addr,
+        hyper::Method::POST,
+        "/reload",
+        Duration::from_secs(a.timeout),
+    )
+    .await?;
+    match r.status {
+        200 => {
+            print!("{}", r.body);
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        422 => {
+            eprint!("reload refused; the running config stays:\n{}", r.body);
+            Ok(std::process::ExitCode::from(1))
+        }
+        s => bail!("admin port {addr} answered {s}: {}", r.body),
+    }
+}
+
+/// `txgate journal`: prints the matching records, one JSON line each;
+/// exit 1 when there is none.
+fn journal(a: JournalArgs) -> Result<std::process::ExitCode> {
+    let path = match a.path {
+        Some(p) => p,
+        None => {
+            let raw = txgate::config::RawConfig::load(&a.config)?;
+            raw.journal.resolved_path(&raw)
+        }
+    };
+    let q = txgate::journal::Query {
+        seq: a.seq,
+        code: a.code,
+        date: a.date,
+    };
+    let found = txgate::journal::find(&path, &q)?;
+    for r in &found {
+        println!("{}", serde_json::to_string(r)?);
+    }
+    if found.is_empty() {
+        eprintln!(
+            "no record of SeqNo {} in {} (and its rotated files)",
+            q.seq,
+            path.display()
+        );
+        return Ok(std::process::ExitCode::from(1));
+    }
+    Ok(std::process::ExitCode::SUCCESS)
 }
 
 async fn sim(a: SimArgs) -> Result<()> {
@@ -351,4 +499,21 @@ async fn signals(stop: CancellationToken) {
         _ = int.recv() => tracing::info!("SIGINT"),
     }
     stop.cancel();
+}
+
+/// SIGHUP re-reads the config, as `txgate reload` does; a refused config is
+/// logged by the reloader and the running one stays.
+async fn reload_on_sighup(
+    mut hup: tokio::signal::unix::Signal,
+    reloader: std::sync::Arc<txgate::reload::Reloader>,
+    stop: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            r = hup.recv() => if r.is_none() { return },
+        }
+        tracing::info!("SIGHUP: reloading the config");
+        let _ = reloader.reload().await;
+    }
 }
