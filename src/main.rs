@@ -140,6 +140,8 @@ struct ServeArgs {
     tune: TuneArgs,
 }
 
+/// `txgate reload`: ops reload from a shell or a deploy script and want an
+/// answer and an exit code, which a bare SIGHUP cannot give.
 #[derive(Args)]
 struct ReloadArgs {
     /// The gateway's admin port (default: [admin] address of --config).
@@ -152,6 +154,8 @@ struct ReloadArgs {
     timeout: u64,
 }
 
+/// `txgate journal`: a transaction is looked up by its SeqNo (unique per
+/// channel and day), across the current and the rotated journal files.
 #[derive(Args)]
 struct JournalArgs {
     /// The SeqNo (渠道流水号) to look for.

@@ -377,6 +377,62 @@ async fn a_changed_backend_gets_a_new_pool_and_the_old_one_is_drained() {
     g.stop().await;
 }
 
+/// Polls `cond` until it holds, failing after WAIT (for state that has no event to await).
+async fn eventually(what: &str, cond: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !cond() {
+        assert!(tokio::time::Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_in_flight_during_a_reload_finishes_and_its_retired_pool_is_drained() {
+    let slow = ScriptedBackend::start(Script::Slow(Duration::from_millis(300))).await;
+    let addr = slow.addr.to_string();
+    let dead = dead_address().to_string();
+    let mut g = Ops::start("reload-inflight", false, |t| {
+        for b in tables(t, "backend") {
+            b.insert("address".into(), dead.clone().into());
+        }
+        backend(t, "SCF").insert("address".into(), addr.clone().into());
+        route(t, "2969").insert("validate".into(), false.into());
+    })
+    .await;
+    let mut c = g.client().await;
+    let seq = next_seq("F");
+    c.send(request("2969", &[("ChnlNo", "CUS"), ("SeqNo", &seq)]))
+        .await;
+    eventually("the request reached the backend", || slow.count() == 1).await;
+    let old = g.gateway.snapshot().backends["SCF"].clone();
+    assert_eq!(old.pool.in_use(), 1);
+
+    g.rewrite(|t| {
+        let pool = backend(t, "SCF")
+            .get_mut("pool")
+            .and_then(|p| p.as_table_mut())
+            .expect("pool table");
+        pool.insert("max".into(), 8.into());
+    });
+    let r = g.post("/reload").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(json(&r)["outcome"]["replaced"], serde_json::json!(["SCF"]));
+
+    // Answered on the snapshot (and pool) it started with.
+    let a = c.recv().await;
+    assert_eq!(rsp_code(&a), "000000", "{}", rsp_msg(&a));
+    assert_eq!(field(&a, txgate::header::Role::Seq), seq);
+    // Its connection went back to the retired pool, which lets it go.
+    eventually("the retired pool is drained", || {
+        old.pool.in_use() == 0 && old.pool.idle_count() == 0
+    })
+    .await;
+    let a = c.call(request("2969", &[("ChnlNo", "CUS")])).await;
+    assert_eq!(rsp_code(&a), "000000");
+    assert_eq!(g.gateway.snapshot().backends["SCF"].pool.max(), 8);
+    g.stop().await;
+}
+
 // ---------------------------------------------------------------- admin port
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
