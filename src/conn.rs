@@ -71,7 +71,8 @@ pub async fn serve(
             Some(answer) = in_flight.next() => {
                 last_activity = Instant::now();
                 if write_answers(&mut writer, answer, &mut in_flight, limits.write_timeout).await.is_err() {
-                    tracing::info!("caller stopped reading or went away; closing");
+                    gw.stats.write_timeouts.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(peer = %caller.peer, "caller did not take its answers within {:?}; closing", limits.write_timeout);
                     return;
                 }
             }
@@ -137,6 +138,7 @@ pub async fn serve(
                 } else {
                     let since = *partial_since.get_or_insert(now);
                     if now - since >= limits.read_timeout {
+                        gw.stats.read_timeouts.fetch_add(1, Ordering::Relaxed);
                         tracing::warn!(peer = %caller.peer, "partial frame not completed in {:?} (slowloris?); closing", limits.read_timeout);
                         return;
                     }

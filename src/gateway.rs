@@ -28,6 +28,10 @@ pub struct GatewayStats {
     pub heartbeats: AtomicU64,
     pub connections: AtomicU64,
     pub connections_refused: AtomicU64,
+    /// Callers cut off because they did not read their answers in time.
+    pub write_timeouts: AtomicU64,
+    /// Callers cut off because a started frame did not complete (slowloris).
+    pub read_timeouts: AtomicU64,
 }
 
 /// The running gateway: the current config snapshot, its counters, and
@@ -52,7 +56,7 @@ struct Trace {
 /// Who sent a message: the listener it came in on and the peer address.
 #[derive(Debug, Clone)]
 pub struct Caller {
-    pub listener: String,
+    pub listener: Arc<str>,
     pub body: BodyFormat,
     pub peer: SocketAddr,
 }
@@ -335,7 +339,7 @@ impl Gateway {
         }
         let schema = &route.schema;
         if route.validate {
-            fixed::decode(&schema.request, msg, h.length()).map_err(body_error)?;
+            fixed::validate(&schema.request, msg, h.length()).map_err(body_error)?;
         }
         let dedup = self.claim_seq(route, &ident)?;
         let mut outgoing = msg.clone();
@@ -538,7 +542,7 @@ fn check_answer(
             }
             let ok = trim(&answer[h.range(Role::RspCode)]) == RspCode::Success.as_str().as_bytes();
             if route.validate && ok {
-                fixed::decode(&route.schema.response, &answer, h.length())
+                fixed::validate(&route.schema.response, &answer, h.length())
                     .map_err(|e| bad(e.to_string()))?;
             }
         }

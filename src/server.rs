@@ -143,6 +143,7 @@ async fn accept_loop(
     shutdown: Shutdown,
 ) {
     tracing::info!(listener = %listener.name, addr = %listener.address, "listening");
+    let listener_name: Arc<str> = listener.name.as_str().into();
     loop {
         let accepted = tokio::select! {
             _ = shutdown.stop.cancelled() => return,
@@ -167,7 +168,7 @@ async fn accept_loop(
         gw.stats.connections.fetch_add(1, Ordering::Relaxed);
         gw.observers().iter().for_each(|o| o.on_connection(true));
         let caller = Caller {
-            listener: listener.name.clone(),
+            listener: listener_name.clone(),
             body: listener.body,
             peer,
         };

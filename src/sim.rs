@@ -28,6 +28,74 @@ use tokio_util::task::TaskTracker;
 struct SimCode {
     schema: Arc<Schema>,
     fixtures: Vec<Fixture>,
+    /// Per fixture, the fast fixed-form path (None where it cannot apply).
+    fast: Vec<Option<FastAnswer>>,
+}
+
+/// A fixture's answer prepared once: the simulator then answers a fixed
+/// request by copying its header, laying the fixture's header values over
+/// it and appending the ready body. Load tests measure the gateway, not the
+/// simulator, so the simulator must be cheap.
+#[derive(Debug)]
+struct FastAnswer {
+    /// Request fields the fixture pins, as byte ranges and their bytes.
+    matcher: Vec<(std::ops::Range<usize>, Vec<u8>)>,
+    overlays: Vec<(std::ops::Range<usize>, Vec<u8>)>,
+    body: Vec<u8>,
+}
+
+impl FastAnswer {
+    fn build(h: &HeaderSpec, schema: &Schema, f: &Fixture) -> Option<FastAnswer> {
+        let req = f.request_message(h, schema, false).ok()?;
+        let resp = f.response_message(h, schema, &req, false).ok()?;
+        let mut matcher = Vec::new();
+        let mut at = h.length();
+        for field in schema.request.fields() {
+            let set = f
+                .request_body
+                .get(&field.tag)
+                .is_some_and(|v| v.as_str().is_none_or(|s| !s.is_empty()));
+            if field.is_group() {
+                if set {
+                    return None;
+                }
+                break;
+            }
+            if set {
+                matcher.push((
+                    at..at + field.width,
+                    req.get(at..at + field.width)?.to_vec(),
+                ));
+            }
+            at += field.width;
+        }
+        let mut overlays = Vec::new();
+        for (tag, _) in &f.response_header {
+            let field = h.by_tag(tag)?;
+            overlays.push((field.range(), resp.get(field.range())?.to_vec()));
+        }
+        Some(FastAnswer {
+            matcher,
+            overlays,
+            body: resp.get(h.length()..)?.to_vec(),
+        })
+    }
+
+    fn matches(&self, req: &[u8]) -> bool {
+        self.matcher
+            .iter()
+            .all(|(r, want)| req.get(r.clone()) == Some(&want[..]))
+    }
+
+    fn answer(&self, h: &HeaderSpec, req: &[u8]) -> Bytes {
+        let mut out = Vec::with_capacity(h.length() + self.body.len());
+        out.extend_from_slice(&req[..h.length()]);
+        for (r, bytes) in &self.overlays {
+            out[r.clone()].copy_from_slice(bytes);
+        }
+        out.extend_from_slice(&self.body);
+        Bytes::from(out)
+    }
 }
 
 /// What a simulated backend knows and does.
@@ -66,16 +134,21 @@ impl Simulator {
         };
         let mut codes = HashMap::new();
         for route in snap.codes_served_by(backend) {
-            let fixtures = all
+            let fixtures: Vec<Fixture> = all
                 .iter()
                 .filter(|f| f.code == route.code)
                 .cloned()
+                .collect();
+            let fast = fixtures
+                .iter()
+                .map(|f| FastAnswer::build(&snap.header, &route.schema, f))
                 .collect();
             codes.insert(
                 Box::<[u8]>::from(route.code.as_bytes()),
                 SimCode {
                     schema: route.schema.clone(),
                     fixtures,
+                    fast,
                 },
             );
         }
@@ -133,6 +206,12 @@ impl Simulator {
             h.check(req).map_err(|e| ("SIM001", e.to_string()))?;
             let code = trim(&req[h.range(Role::Code)]).to_vec();
             let sc = self.code(&code)?;
+            // The fast path: a valid request whose pinned fields match a fixture.
+            if fixed::validate(&sc.schema.request, req, h.length()).is_ok() {
+                if let Some(fast) = sc.fast.iter().flatten().find(|f| f.matches(req)) {
+                    return Ok(fast.answer(h, req));
+                }
+            }
             let body = fixed::decode(&sc.schema.request, req, h.length())
                 .map_err(|e| ("SIM001", e.to_string()))?;
             (code, body)

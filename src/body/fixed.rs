@@ -76,6 +76,71 @@ pub fn decode(layout: &Layout, msg: &[u8], body_start: usize) -> Result<Body, Bo
     Ok(rec)
 }
 
+/// Checks the body as `decode` does, without building it: the gateway's
+/// hot path only needs a verdict. The fast walk allocates nothing for ASCII
+/// fields; anything it is unsure of (groups, enumerations, a fault) goes
+/// through `decode`, which gives the exact error.
+pub fn validate(layout: &Layout, msg: &[u8], body_start: usize) -> Result<(), BodyError> {
+    if msg
+        .get(body_start..)
+        .is_some_and(|input| quick_ok(layout, input))
+    {
+        return Ok(());
+    }
+    decode(layout, msg, body_start).map(|_| ())
+}
+
+/// True only when `decode` would succeed; false means "ask decode".
+fn quick_ok(layout: &Layout, mut input: &[u8]) -> bool {
+    for f in layout.fields() {
+        if f.trailing && input.is_empty() {
+            continue;
+        }
+        if f.is_group() || !f.values.is_empty() || input.len() < f.width {
+            return false;
+        }
+        let (raw, rest) = input.split_at(f.width);
+        input = rest;
+        let blank = raw.iter().all(|&b| b == b' ');
+        let ok = match f.kind {
+            FieldType::C => {
+                (raw.is_ascii() || gbk::decode(raw).is_ok()) && !(f.required && blank_c(raw))
+            }
+            FieldType::N | FieldType::Amount => {
+                if blank {
+                    !f.required
+                } else {
+                    raw.iter().all(u8::is_ascii_digit)
+                }
+            }
+            FieldType::Date => {
+                let zero = raw.iter().all(|&b| b == b'0');
+                if blank || zero {
+                    !f.required
+                } else {
+                    super::is_date(raw)
+                }
+            }
+            FieldType::Time => {
+                if blank {
+                    !f.required
+                } else {
+                    super::is_time(raw)
+                }
+            }
+            FieldType::Group => false,
+        };
+        if !ok {
+            return false;
+        }
+    }
+    input.is_empty()
+}
+
+fn blank_c(raw: &[u8]) -> bool {
+    raw.iter().all(|&b| b == b' ' || b == 0)
+}
+
 /// Tracks the message length, to turn a remaining input into an offset.
 struct Decoder {
     len: usize,
@@ -535,5 +600,48 @@ mod tests {
         let e = decode(&l, &m, 200).unwrap_err();
         assert_eq!(e.tag, "P");
         assert!(encode(&l, &body(&[("P", "其他")]), &mut Vec::new()).is_err());
+    }
+
+    #[test]
+    fn validate_agrees_with_decode_on_mutated_messages() {
+        use proptest::prelude::*;
+        let layout = l2969();
+        let good = with_header(&{
+            let mut out = Vec::new();
+            encode(
+                &layout,
+                &body(&[
+                    ("LoanAppNo", "LA1"),
+                    ("CustName", "中石油"),
+                    ("Amount", "12"),
+                ]),
+                &mut out,
+            )
+            .unwrap();
+            out
+        });
+        let mut runner = proptest::test_runner::TestRunner::default();
+        runner
+            .run(
+                &(
+                    proptest::collection::vec((0usize..400, any::<u8>()), 0..4),
+                    0usize..420,
+                ),
+                |(flips, cut)| {
+                    let mut m = good.clone();
+                    for (at, b) in flips {
+                        if at < m.len() {
+                            m[at] = b;
+                        }
+                    }
+                    m.truncate(cut.max(200));
+                    let v = validate(&layout, &m, 200).is_ok();
+                    let d = decode(&layout, &m, 200).is_ok();
+                    prop_assert_eq!(v, d);
+                    Ok(())
+                },
+            )
+            .unwrap();
+        assert!(validate(&layout, &good, 200).is_ok());
     }
 }

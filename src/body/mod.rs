@@ -498,7 +498,7 @@ pub(crate) fn check_value(f: &Field, text: &str) -> Result<String, Fault> {
     Ok(v)
 }
 
-fn is_date(s: &[u8]) -> bool {
+pub(crate) fn is_date(s: &[u8]) -> bool {
     if s.len() != 8 || !s.iter().all(u8::is_ascii_digit) {
         return false;
     }
@@ -519,7 +519,7 @@ fn is_date(s: &[u8]) -> bool {
     y >= 1 && (1..=days).contains(&d)
 }
 
-fn is_time(s: &[u8]) -> bool {
+pub(crate) fn is_time(s: &[u8]) -> bool {
     if s.len() != 6 || !s.iter().all(u8::is_ascii_digit) {
         return false;
     }
