@@ -98,7 +98,10 @@ pub async fn serve(
                                 _ = hard.cancelled() => {
                                     let snap = gw.snapshot();
                                     let err = GwError::new(RspCode::BackendTimeout, "网关停止，请求未在宽限期内完成，结果未知");
-                                    reject(&snap.header, Form::of(caller.body, &msg), &msg, &err)
+                                    let form = Form::of(caller.body, &msg);
+                                    let answer = reject(&snap.header, form, &msg, &err);
+                                    gw.record_rejection(&caller, form, &msg, &answer, &err);
+                                    answer
                                 }
                             }
                         });
@@ -118,7 +121,9 @@ pub async fn serve(
                         let snap = gw.snapshot();
                         let rest = reader.read_buffer();
                         let after = rest.get(codec.framing.prefix_len()..).unwrap_or(&[]);
-                        let answer = reject(&snap.header, Form::of(caller.body, after), after, &err);
+                        let form = Form::of(caller.body, after);
+                        let answer = reject(&snap.header, form, after, &err);
+                        gw.record_rejection(&caller, form, after, &answer, &err);
                         reading = false;
                         let _ = write_answers(&mut writer, answer, &mut in_flight, limits.write_timeout).await;
                     }

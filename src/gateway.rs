@@ -202,6 +202,32 @@ impl Gateway {
         answer
     }
 
+    /// Tells the observers of an answer made outside `handle`: a bad frame,
+    /// or a request cut off at the end of the shutdown grace.
+    pub fn record_rejection(
+        &self,
+        caller: &Caller,
+        form: Form,
+        msg: &[u8],
+        answer: &[u8],
+        err: &GwError,
+    ) {
+        self.stats.rejected.fetch_add(1, Ordering::Relaxed);
+        if !self.observers.is_empty() {
+            let snap = self.snapshot();
+            self.emit(
+                &snap,
+                caller,
+                form,
+                msg,
+                answer,
+                Some(err),
+                &Trace::default(),
+                std::time::Duration::ZERO,
+            );
+        }
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn emit(
         &self,
