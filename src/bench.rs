@@ -1339,7 +1339,8 @@ fn median(v: &mut [f64]) -> f64 {
     }
 }
 
-/// Groups results by label and connection mode (in first-seen order) and
+/// Groups results by label and connection mode (long first, labels in
+/// first-seen order) and
 /// computes min/median/max TPS, median percentiles and CPU, and the ratio
 /// to `baseline`.
 pub fn summarize(runs: Vec<BenchResult>, baseline: Option<&str>) -> Summary {
@@ -1391,6 +1392,8 @@ pub fn summarize(runs: Vec<BenchResult>, baseline: Option<&str>) -> Summary {
             }
         })
         .collect();
+    // Long connections first; within a mode, labels in first-seen order.
+    setups.sort_by_key(|s| !s.long);
     if let Some(b) = baseline {
         let base: Vec<(bool, f64)> = setups
             .iter()
@@ -1413,8 +1416,8 @@ pub fn summarize(runs: Vec<BenchResult>, baseline: Option<&str>) -> Summary {
     }
 }
 
-/// The CPU names of a summary, in a stable order (proxy first).
-fn cpu_names(s: &Summary) -> Vec<String> {
+/// The watched process names of a summary: proxy, sim, others, bench.
+pub fn cpu_names(s: &Summary) -> Vec<String> {
     let mut names: Vec<String> = Vec::new();
     for st in &s.setups {
         for k in st.cpu_us_per_msg.keys() {
@@ -1423,7 +1426,13 @@ fn cpu_names(s: &Summary) -> Vec<String> {
             }
         }
     }
-    names.sort_by_key(|n| (n != "proxy", n != "gateway", n.clone()));
+    let rank = |n: &str| match n {
+        "proxy" | "gateway" => 0,
+        "sim" => 1,
+        "bench" => 3,
+        _ => 2,
+    };
+    names.sort_by_key(|n| (rank(n), n.clone()));
     names
 }
 

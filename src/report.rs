@@ -682,14 +682,7 @@ pub fn comparison(s: &Summary) -> String {
     }
 
     h2(&mut out, "结果汇总", "Summary");
-    let mut names: Vec<String> = Vec::new();
-    for st in &s.setups {
-        for k in st.cpu_us_per_msg.keys() {
-            if !names.contains(k) {
-                names.push(k.clone());
-            }
-        }
-    }
+    let names = crate::bench::cpu_names(s);
     let mut header: Vec<String> = [
         "对象 setup",
         "连接 mode",

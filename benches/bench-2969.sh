@@ -1,0 +1,265 @@
+#!/usr/bin/env bash
+# make bench-2969: the catalog's section D performance scenario, 2969
+# 放贷结果查询 from CUS to SCF (fixture fixtures/2969/disbursed.toml),
+# measured three ways against the same simulated SCF:
+#
+#   direct   txgate bench → simulator
+#   HAProxy  txgate bench → HAProxy (TCP mode) → simulator
+#   txgate   txgate bench → txgate serve (real config, no --simulate) → simulator
+#
+# each with long (persistent) and short (one per request) caller
+# connections, 64 connections, ROUNDS rounds interleaved (the order of the
+# setups rotates every round, so drift and warm caches favour no one).
+#
+# Output: a table per setup (TPS min/median/max, p50/p99, CPU µs per
+# message of the proxy in the middle and of the simulator, TPS relative to
+# HAProxy), out/bench-2969.json, out/bench-2969.html (the setups side by
+# side), every run's JSON in out/bench-2969/, and the table written into
+# README.md between <!-- bench-2969:begin --> and <!-- bench-2969:end -->
+# (only there, and only if both markers exist).
+#
+# Knobs (environment): DURATION (6s) WARMUP (1s) ROUNDS (3) CONNS (64),
+# MODES ("long short"),
+# GW_FLAGS (extra `txgate serve` flags, e.g. "--pool-max SCF=32" or
+# "--no-journal"),
+# PERF=1 (one extra gateway run under `perf record -g`, report in out/),
+# README=0 (leave README.md alone), CARGO, CARGO_TARGET_DIR.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+
+CARGO=${CARGO:-cargo}
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+DURATION=${DURATION:-6s}
+WARMUP=${WARMUP:-1s}
+ROUNDS=${ROUNDS:-3}
+CONNS=${CONNS:-64}
+MODES=${MODES:-long short}
+GW_FLAGS=${GW_FLAGS:-}
+FIXTURE=fixtures/2969/disbursed.toml
+OUT=$ROOT/out
+RUNS=$OUT/bench-2969
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/txgate-bench-2969.XXXXXX")
+
+PIDS=()
+cleanup() {
+    for pid in "${PIDS[@]}"; do
+        kill "$pid" 2>/dev/null || true
+    done
+    for pid in "${PIDS[@]}"; do
+        wait "$pid" 2>/dev/null || true
+    done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+say() { echo "bench-2969: $*" >&2; }
+
+# ---- prerequisites
+if ! command -v haproxy >/dev/null 2>&1; then
+    say "HAProxy is missing; installing it from Debian"
+    if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
+    $SUDO apt-get update && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y haproxy
+fi
+say "building txgate (release)"
+$CARGO build --release --quiet
+BIN=$TARGET_DIR/release/txgate
+[ -x "$BIN" ] || { say "no $BIN"; exit 1; }
+
+NPROC=$(nproc)
+CPU_MODEL=$(awk -F': *' '/^model name/ { print $2; exit }' /proc/cpuinfo)
+say "machine: $NPROC × ${CPU_MODEL:-unknown CPU}, Linux $(uname -r)"
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+if awk -v l="${LOAD_BEFORE%% *}" 'BEGIN { exit !(l > 0.5) }'; then
+    say "load average $LOAD_BEFORE before the bench: the machine is busy, numbers will be noisy"
+fi
+
+# Waits until FILE has a line starting with PREFIX and prints its last
+# field (the address); fails after 30 s or when PID died.
+wait_line() {
+    local file=$1 prefix=$2 pid=$3 i line
+    for i in $(seq 300); do
+        line=$(grep -m1 "^$prefix" "$file" 2>/dev/null || true)
+        if [ -n "$line" ]; then
+            echo "${line##* }"
+            return 0
+        fi
+        if ! kill -0 "$pid" 2>/dev/null; then
+            say "process $pid exited before printing \"$prefix\""
+            return 1
+        fi
+        sleep 0.1
+    done
+    say "no \"$prefix\" line in 30 s"
+    return 1
+}
+
+# A free local TCP port (the kernel's pick).
+free_port() {
+    if command -v python3 >/dev/null 2>&1; then
+        python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+        return
+    fi
+    local p
+    while :; do
+        p=$((20000 + RANDOM % 20000))
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+            echo "$p"
+            return
+        fi
+    done
+}
+
+# Waits until something accepts connections on ADDR (host:port).
+wait_port() {
+    local host=${1%:*} port=${1##*:} pid=$2 i
+    for i in $(seq 300); do
+        if (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null; then return 0; fi
+        kill -0 "$pid" 2>/dev/null || { say "process $pid exited"; return 1; }
+        sleep 0.1
+    done
+    say "nothing listens on $1 after 30 s"
+    return 1
+}
+
+# ---- the simulated SCF
+"$BIN" sim --config gateway.toml --backend SCF --listen 127.0.0.1:0 \
+    >"$WORK/sim.out" 2>"$WORK/sim.err" &
+SIM_PID=$!
+PIDS+=("$SIM_PID")
+SIM_ADDR=$(wait_line "$WORK/sim.out" "SIMULATOR SCF" "$SIM_PID")
+say "simulated SCF on $SIM_ADDR (pid $SIM_PID)"
+
+# ---- the gateway: a copy of gateway.toml, absolute paths, SCF at the simulator
+awk -v root="$ROOT" -v sim="$SIM_ADDR" '
+    /^\[\[backend\]\]/ { in_backend = 1; is_scf = 0 }
+    /^\[/ && !/^\[\[backend\]\]/ { in_backend = 0 }
+    in_backend && /^id *= *"SCF"/ { is_scf = 1 }
+    in_backend && is_scf && /^address *=/ { print "address = \"" sim "\""; next }
+    /^header *= *"/ { sub(/= *"/, "= \"" root "/") }
+    /^schemas *= *"/ { sub(/= *"/, "= \"" root "/") }
+    /^fixtures *= *"/ { sub(/= *"/, "= \"" root "/") }
+    { print }
+' gateway.toml >"$WORK/gateway.toml"
+grep -q "address = \"$SIM_ADDR\"" "$WORK/gateway.toml" || { say "could not point SCF at the simulator"; exit 1; }
+"$BIN" check --config "$WORK/gateway.toml" >/dev/null
+# shellcheck disable=SC2086
+# As shipped (journal on, info logs), but the admin port on a free port and
+# the journal in the temp folder.
+"$BIN" serve --config "$WORK/gateway.toml" --listen 127.0.0.1:0 \
+    --admin 127.0.0.1:0 --journal "$WORK/journal.jsonl" $GW_FLAGS \
+    >"$WORK/gw.out" 2>"$WORK/gw.err" &
+GW_PID=$!
+PIDS+=("$GW_PID")
+GW_ADDR=$(wait_line "$WORK/gw.out" "READY main" "$GW_PID")
+say "txgate on $GW_ADDR (pid $GW_PID) ${GW_FLAGS:+with $GW_FLAGS}"
+
+# ---- HAProxy in front of the same simulator
+HA_PORT=$(free_port)
+HA_ADDR=127.0.0.1:$HA_PORT
+sed -e "s|@LISTEN@|$HA_ADDR|" -e "s|@BACKEND@|$SIM_ADDR|" -e "s|@NBTHREAD@|$NPROC|" \
+    benches/haproxy-2969.cfg >"$WORK/haproxy.cfg"
+haproxy -c -q -f "$WORK/haproxy.cfg"
+haproxy -db -f "$WORK/haproxy.cfg" >"$WORK/haproxy.out" 2>&1 &
+HA_PID=$!
+PIDS+=("$HA_PID")
+wait_port "$HA_ADDR" "$HA_PID"
+say "HAProxy $(haproxy -v | awk 'NR==1 { print $3 }') on $HA_ADDR (pid $HA_PID, nbthread $NPROC)"
+
+# ---- the runs
+rm -rf "$RUNS"
+mkdir -p "$RUNS"
+# One run: LABEL ADDR MODE ROUND [PROXY_PID]
+one_run() {
+    local label=$1 addr=$2 mode=$3 round=$4 proxy=${5:-}
+    local long=() watch=(--watch-pid "sim=$SIM_PID")
+    [ "$mode" = long ] && long=(--long)
+    [ -n "$proxy" ] && watch+=(--watch-pid "proxy=$proxy")
+    "$BIN" bench --to "$addr" --config gateway.toml --fixture "$FIXTURE" \
+        --connections "$CONNS" "${long[@]}" --duration "$DURATION" --warmup "$WARMUP" \
+        --label "$label" "${watch[@]}" --quiet \
+        --json "$RUNS/$label-$mode-$round.json" >"$WORK/run.txt" ||
+        say "$label $mode round $round had errors (see $RUNS/$label-$mode-$round.json)"
+    awk -v l="$label" -v m="$mode" -v r="$round" '
+        /^requests/ { tps = $NF; for (i = 1; i <= NF; i++) if ($i == "TPS") tps = $(i + 1); errs = $6 }
+        /^latency/ { p50 = $4; p99 = $8 }
+        END { printf "bench-2969: round %s %-5s %-8s TPS %8s  p50 %s ms  p99 %s ms  errors %s\n", r, m, l, tps, p50, p99, errs }
+    ' "$WORK/run.txt" >&2
+}
+
+SETUPS=(direct HAProxy txgate)
+addr_of() { case $1 in direct) echo "$SIM_ADDR" ;; HAProxy) echo "$HA_ADDR" ;; txgate) echo "$GW_ADDR" ;; esac; }
+pid_of() { case $1 in direct) echo "" ;; HAProxy) echo "$HA_PID" ;; txgate) echo "$GW_PID" ;; esac; }
+
+say "$ROUNDS rounds × {$MODES} × {direct, HAProxy, txgate}, $CONNS connections, warm-up $WARMUP + $DURATION each"
+for round in $(seq "$ROUNDS"); do
+    for mode in $MODES; do
+        for k in 0 1 2; do
+            setup=${SETUPS[$(((k + round - 1) % 3))]}
+            one_run "$setup" "$(addr_of "$setup")" "$mode" "$round" "$(pid_of "$setup")"
+        done
+    done
+done
+
+# ---- optional profile of the gateway
+if [ "${PERF:-0}" = 1 ] && command -v perf >/dev/null 2>&1; then
+    say "profiling txgate (perf record -g, long connections)"
+    secs=$(( ${DURATION%s} + 1 ))
+    # DWARF call graphs: the release profile keeps no frame pointers.
+    perf record -F 499 --call-graph dwarf,16384 -p "$GW_PID" -o "$OUT/perf-gateway.data" \
+        -- sleep "$secs" >/dev/null 2>"$WORK/perf.err" &
+    PERF_PID=$!
+    "$BIN" bench --to "$GW_ADDR" --fixture "$FIXTURE" --connections "$CONNS" --long \
+        --duration "$DURATION" --warmup 0s --quiet --label txgate-perf >/dev/null || true
+    wait "$PERF_PID" || true
+    {
+        echo "# txgate under load: CPU by binary (self time)"
+        perf report -i "$OUT/perf-gateway.data" --stdio --no-children --sort dso -g none 2>/dev/null |
+            grep -E '^ +[0-9.]+%'
+        echo
+        echo "# top symbols, self time"
+        perf report -i "$OUT/perf-gateway.data" --stdio --no-children --sort symbol -g none \
+            --percent-limit 0.7 2>/dev/null | grep -E '^ +[0-9.]+%' | sed -E 's/[ -]+$//'
+        echo
+        echo "# txgate functions, including callees (children)"
+        perf report -i "$OUT/perf-gateway.data" --stdio --children --sort symbol -g none \
+            --percent-limit 2 2>/dev/null | grep -E '^ +[0-9.]+%' | grep -E 'txgate::|tokio::|journal' |
+            sed -E 's/[ -]+$//' | head -n 40
+    } >"$OUT/perf-gateway.txt" || true
+    say "profile summary in $OUT/perf-gateway.txt; top symbols (self time):"
+    sed -n '/# top symbols/,/^$/p' "$OUT/perf-gateway.txt" | head -n 22 >&2
+fi
+
+# ---- the summary
+"$BIN" bench --summarize "$RUNS"/direct-*.json "$RUNS"/HAProxy-*.json "$RUNS"/txgate-*.json \
+    --baseline HAProxy \
+    --json "$OUT/bench-2969.json" --report "$OUT/bench-2969.html" \
+    --markdown "$OUT/bench-2969.md" >"$WORK/summary.txt"
+echo
+echo "2969 放贷结果查询 CUS → SCF, $CONNS connections, $ROUNDS rounds of $DURATION (after $WARMUP warm-up):"
+echo
+cat "$WORK/summary.txt"
+echo
+echo "load average before: $LOAD_BEFORE, after: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "proxy CPU = txgate's or HAProxy's utime+stime (/proc/PID/stat) over the measured window, per answered message."
+echo "written: out/bench-2969.json, out/bench-2969.html, out/bench-2969.md, out/bench-2969/*.json"
+
+# ---- README.md, between the markers only
+if [ "${README:-1}" = 1 ] && grep -q '<!-- bench-2969:begin -->' README.md && grep -q '<!-- bench-2969:end -->' README.md; then
+    {
+        echo "Measured by \`make bench-2969\` on $(date -u +%Y-%m-%d): 2969 from CUS, fixture \`$FIXTURE\`,"
+        echo "$CONNS connections, $ROUNDS interleaved rounds of $DURATION after a $WARMUP warm-up; the load generator,"
+        echo "the simulated SCF and the proxy share the machine (load average before: $LOAD_BEFORE)."
+        echo
+        cat "$OUT/bench-2969.md"
+    } >"$WORK/table.md"
+    awk -v table="$WORK/table.md" '
+        /<!-- bench-2969:begin -->/ { print; while ((getline l < table) > 0) print l; skip = 1; next }
+        /<!-- bench-2969:end -->/ { skip = 0 }
+        !skip { print }
+    ' README.md >"$WORK/README.md"
+    cat "$WORK/README.md" >README.md
+    say "README.md: table written between the bench-2969 markers"
+else
+    say "README.md has no bench-2969 markers (or README=0): left alone"
+fi
