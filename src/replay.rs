@@ -551,7 +551,7 @@ pub fn render_table(outcomes: &[Outcome]) -> String {
         .map(|o| width(&o.id()))
         .max()
         .unwrap_or(0)
-        .max(7);
+        .max(12);
     let name_w = outcomes
         .iter()
         .map(|o| width(&o.name))
@@ -563,7 +563,7 @@ pub fn render_table(outcomes: &[Outcome]) -> String {
     let _ = writeln!(
         out,
         "{}  {}  result",
-        pad("fixture", id_w),
+        pad("code/fixture", id_w),
         pad("name", name_w)
     );
     for o in outcomes {
