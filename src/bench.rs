@@ -64,6 +64,12 @@ pub struct BenchArgs {
     /// Persistent connections (default: short, one connection per request).
     #[arg(long)]
     pub long: bool,
+    /// Short connections: close each with a reset (SO_LINGER 0) instead of
+    /// FIN, so the generator keeps no TIME_WAIT sockets. At thousands of
+    /// connections per second over one address pair, TIME_WAIT makes the
+    /// generator's own connect() the bottleneck (ephemeral port search).
+    #[arg(long)]
+    pub rst_close: bool,
     /// Requests built from every fixture of this code (repeatable; default 2969).
     #[arg(long)]
     pub code: Vec<String>,
@@ -356,6 +362,8 @@ pub struct LoadConfig {
     pub connections: usize,
     pub rate: Option<f64>,
     pub long: bool,
+    /// Short connections end with a reset, not FIN (no TIME_WAIT here).
+    pub rst_close: bool,
     pub duration: Duration,
     pub warmup: Duration,
     pub max_requests: u64,
@@ -377,6 +385,7 @@ impl LoadConfig {
             connections: 64,
             rate: None,
             long: false,
+            rst_close: false,
             duration: Duration::from_secs(10),
             warmup: Duration::from_secs(2),
             max_requests: 10_000_000,
@@ -397,6 +406,9 @@ pub struct Settings {
     pub connections: usize,
     pub rate: Option<f64>,
     pub long: bool,
+    /// Short connections closed with a reset (no TIME_WAIT at the generator).
+    #[serde(default)]
+    pub rst_close: bool,
     pub duration_s: f64,
     pub warmup_s: f64,
     pub max_requests: u64,
@@ -598,6 +610,7 @@ struct Shared {
     deadline: Instant,
     period: Option<Duration>,
     long: bool,
+    rst_close: bool,
     timeout: Duration,
     run_tag: u32,
 }
@@ -634,6 +647,7 @@ pub async fn run_load(cfg: &LoadConfig) -> Result<BenchResult, BenchError> {
         deadline: warmup_end + cfg.duration,
         period: cfg.rate.map(|r| Duration::from_secs_f64(1.0 / r)),
         long: cfg.long,
+        rst_close: cfg.rst_close,
         timeout: cfg.timeout,
         run_tag: (started_unix.as_millis() % 100_000) as u32,
     });
@@ -831,6 +845,7 @@ pub async fn run_load(cfg: &LoadConfig) -> Result<BenchResult, BenchError> {
             connections: cfg.connections,
             rate: cfg.rate,
             long: cfg.long,
+            rst_close: cfg.rst_close && !cfg.long,
             duration_s: cfg.duration.as_secs_f64(),
             warmup_s: cfg.warmup.as_secs_f64(),
             max_requests: cfg.max_requests,
@@ -1060,6 +1075,9 @@ async fn exchange(
                 .await
                 .map_err(|_| ErrKind::Connect)?;
             let _ = c.set_nodelay(true);
+            if s.rst_close && !s.long {
+                let _ = c.set_zero_linger();
+            }
             stream.insert(c)
         }
     };
@@ -1172,6 +1190,7 @@ pub async fn run(args: BenchArgs) -> Result<bool, BenchError> {
     cfg.connections = args.connections;
     cfg.rate = args.rate;
     cfg.long = args.long;
+    cfg.rst_close = args.rst_close;
     cfg.duration = args.duration;
     cfg.warmup = args.warmup;
     cfg.max_requests = args.max_requests;
@@ -1258,6 +1277,8 @@ pub fn render_result(r: &BenchResult) -> String {
         s.connections,
         if s.long {
             "long (persistent)"
+        } else if s.rst_close {
+            "short (one per request, reset on close)"
         } else {
             "short (one per request)"
         },

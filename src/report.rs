@@ -457,6 +457,8 @@ fn settings_rows(r: &BenchResult) -> Vec<Vec<String>> {
             "连接方式 (connection mode)".into(),
             if s.long {
                 "长连接 long (persistent)".into()
+            } else if s.rst_close {
+                "短连接 short (one connection per request, closed with RST: no TIME_WAIT at the generator)".into()
             } else {
                 "短连接 short (one connection per request)".into()
             },
@@ -674,6 +676,16 @@ pub fn comparison(s: &Summary) -> String {
                     v
                 });
         rows.insert(0, vec!["对比对象 (setups)".into(), labels.join(" / ")]);
+        if let Some(short) = s.runs.iter().find(|r| !r.settings.long) {
+            rows.push(vec![
+                "短连接关闭方式 (short close)".into(),
+                if short.settings.rst_close {
+                    "RST (SO_LINGER 0): no TIME_WAIT at the generator".into()
+                } else {
+                    "FIN (TIME_WAIT at the generator)".into()
+                },
+            ]);
+        }
         rows.push(vec![
             "轮次 (rounds)".into(),
             format!("{} runs, interleaved", s.runs.len()),
