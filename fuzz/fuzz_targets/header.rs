@@ -1,6 +1,8 @@
 //! `HeaderSpec::builtin()` check / parse / values over arbitrary bytes.
 //!
-//! Properties: never panics; check, parse and values agree on accepting;
+//! Properties: never panics; the gateway's rejection of any bytes, fixed
+//! or XML, is a message whose header parses; check, parse and values agree
+//! on accepting;
 //! an accepted header gives text for every role, and its values encode
 //! back into a header that checks and reads the same (N fields up to
 //! their zero padding).
@@ -8,10 +10,44 @@
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use txgate::header::HeaderType;
+use txgate::body::xml::XmlDoc;
+use txgate::gateway::{header_answer, Form};
+use txgate::header::{HeaderError, HeaderType, Role};
 use txgate_fuzz::HEADER;
 
+/// The gateway's rejection of `data`, in both forms, must be a message its
+/// callers can read: the header (or the XML HEAD) parses, with the code.
+fn rejection(data: &[u8]) {
+    let h = &*HEADER;
+    let msg = "报文格式错误：字段 TranCode（交易码）偏移 0：应为数字";
+    let fixed = header_answer(h, Form::Fixed, data, "GW0001", msg);
+    assert_eq!(fixed.len(), h.length(), "a rejection has no body");
+    let mut copy = fixed.to_vec();
+    loop {
+        match h.check(&copy) {
+            Ok(()) => break,
+            // Known and reported: N fields are echoed as they came, digits
+            // or not. Blank them and check the rest.
+            Err(HeaderError::NotDigits { offset, .. }) => {
+                let f = h.fields().iter().find(|f| f.offset == offset);
+                copy[f.expect("a field at the offset").range()].fill(b' ');
+            }
+            Err(e) => panic!("a fixed rejection's header does not parse: {e}"),
+        }
+    }
+    let parsed = h.parse(Bytes::from(copy)).expect("checked");
+    assert_eq!(parsed.text(h, Role::RspCode), "GW0001");
+    assert!(msg.starts_with(&*parsed.text(h, Role::RspMsg)));
+    let xml = header_answer(h, Form::Xml, data, "GW0001", msg);
+    let doc =
+        XmlDoc::parse(&xml).unwrap_or_else(|e| panic!("an XML rejection does not parse: {e}"));
+    assert_eq!(doc.head("RspCode"), Some("GW0001"));
+    assert_eq!(doc.head("RspMsg"), Some(msg));
+    assert!(doc.body_is_empty());
+}
+
 fuzz_target!(|data: &[u8]| {
+    rejection(data);
     let h = &*HEADER;
     let checked = h.check(data);
     let parsed = h.parse(Bytes::copy_from_slice(data));

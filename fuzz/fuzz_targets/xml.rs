@@ -9,9 +9,19 @@
 
 use libfuzzer_sys::fuzz_target;
 use txgate::body::{fixed, xml};
-use txgate_fuzz::{HEADER, SCHEMAS};
+use txgate_fuzz::{fill_blank_counts, HEADER, SCHEMAS};
 
 fuzz_target!(|data: &[u8]| {
+    // The testers' table (`txgate decode`), with the code's schema and without.
+    let code = data.get(HEADER.range(txgate::header::Role::Code));
+    let schema = code
+        .and_then(|c| std::str::from_utf8(c).ok())
+        .and_then(|c| SCHEMAS.get(c));
+    for s in [schema, None] {
+        if let Ok(rows) = txgate::body::table(&HEADER, s, data) {
+            let _ = txgate::body::render_table(&rows);
+        }
+    }
     let doc = match xml::XmlDoc::parse(data) {
         Ok(doc) => doc,
         Err(e) => {
@@ -50,9 +60,25 @@ fuzz_target!(|data: &[u8]| {
             }
         }
     }
-    // The gateway's own transcoding path, whatever the HEAD holds.
+    // The gateway's own transcoding path, whatever the HEAD holds: the
+    // fixed form decodes to the record the XML body gives.
     if let Some(schema) = doc.head("TranCode").and_then(|c| SCHEMAS.get(c)) {
-        let _ = doc.to_fixed(&HEADER, &schema.request);
-        let _ = doc.to_fixed(&HEADER, &schema.response);
+        for (side, layout) in [("request", &schema.request), ("response", &schema.response)] {
+            let Ok(f) = doc.to_fixed(&HEADER, layout) else {
+                continue;
+            };
+            HEADER
+                .check(&f)
+                .unwrap_or_else(|e| panic!("{side}: to_fixed gave a bad header: {e}"));
+            if f.len() == HEADER.length() && doc.body_is_empty() {
+                continue; // a bodiless response stays bodiless
+            }
+            let rec = doc.body(layout).expect("to_fixed applied it");
+            let mut back = fixed::decode(layout, &f, HEADER.length()).unwrap_or_else(|e| {
+                panic!("{side}: to_fixed gave a body that does not decode: {e}")
+            });
+            fill_blank_counts(layout.fields(), &mut back);
+            assert_eq!(back, rec, "{side}: to_fixed changed the record");
+        }
     }
 });

@@ -224,7 +224,7 @@ impl World {
     }
 
     fn rsp_code(&self, answer: &[u8]) -> String {
-        if is_xml(answer) {
+        if self.is_xml_answer(answer) {
             return XmlDoc::parse(answer)
                 .ok()
                 .and_then(|d| d.head("RspCode").map(str::to_string))
@@ -261,8 +261,16 @@ impl World {
     }
 
     /// Checks one answer: a valid message in `form`, with a response code.
+    /// Whether an answer is in XML form. A fixed rejection echoes the
+    /// caller's header with its non-GBK fields blanked, so it may start with
+    /// spaces and `<` without being XML: such a header-only answer counts as
+    /// fixed when it does not parse as XML.
+    fn is_xml_answer(&self, answer: &[u8]) -> bool {
+        is_xml(answer) && (answer.len() != self.header.length() || XmlDoc::parse(answer).is_ok())
+    }
+
     fn check_answer(&self, answer: &[u8]) -> Result<(), String> {
-        if is_xml(answer) {
+        if self.is_xml_answer(answer) {
             let doc = XmlDoc::parse(answer).map_err(|e| format!("XML answer: {e}"))?;
             match doc.head("RspCode") {
                 Some(c) if !c.is_empty() => Ok(()),
@@ -352,7 +360,7 @@ impl World {
                 // Answers come in the caller's form (the bad-length answer
                 // takes the form of whatever bytes were buffered).
                 let xml_in = expect.requests.iter().filter(|r| is_xml(r)).count();
-                let xml_out = msgs.iter().filter(|m| is_xml(m)).count();
+                let xml_out = msgs.iter().filter(|m| self.is_xml_answer(m)).count();
                 let extra = usize::from(expect.bad.is_some());
                 if xml_out < xml_in || xml_out > xml_in + extra {
                     return Err(format!("{xml_out} XML answers for {xml_in} XML requests"));
@@ -441,7 +449,8 @@ impl World {
 
 struct Exchange {
     bytes: Vec<u8>,
-    /// The connection was reset rather than closed.
+    /// The connection was reset rather than closed, or refused the rest of
+    /// what the caller wrote.
     reset: bool,
 }
 
@@ -453,10 +462,12 @@ async fn exchange(addr: SocketAddr, writes: Vec<Vec<u8>>) -> Result<Exchange, St
         .map_err(|e| format!("connect: {e}"))?;
     stream.set_nodelay(true).map_err(|e| e.to_string())?;
     let (mut r, mut w) = stream.into_split();
-    let writer = async move {
+    let write_failed = std::cell::Cell::new(false);
+    let writer = async {
         for chunk in &writes {
             if w.write_all(chunk).await.is_err() {
                 // The gateway gave up on this caller; reading tells the rest.
+                write_failed.set(true);
                 break;
             }
         }
@@ -469,14 +480,9 @@ async fn exchange(addr: SocketAddr, writes: Vec<Vec<u8>>) -> Result<Exchange, St
         let mut buf = vec![0u8; 64 * 1024];
         loop {
             match r.read(&mut buf).await {
-                Ok(0) => {
-                    return Exchange {
-                        bytes,
-                        reset: false,
-                    }
-                }
+                Ok(0) => return (bytes, false),
                 Ok(n) => bytes.extend_from_slice(&buf[..n]),
-                Err(_) => return Exchange { bytes, reset: true },
+                Err(_) => return (bytes, true),
             }
         }
     };
@@ -486,9 +492,13 @@ async fn exchange(addr: SocketAddr, writes: Vec<Vec<u8>>) -> Result<Exchange, St
             _ = writer => unreachable!("the writer never ends"),
         }
     };
-    tokio::time::timeout(CASE_TIMEOUT, both)
+    let (bytes, read_failed) = tokio::time::timeout(CASE_TIMEOUT, both)
         .await
-        .map_err(|_| format!("neither answered and closed within {CASE_TIMEOUT:?}"))
+        .map_err(|_| format!("neither answered and closed within {CASE_TIMEOUT:?}"))?;
+    Ok(Exchange {
+        bytes,
+        reset: read_failed || write_failed.get(),
+    })
 }
 
 // ---- what the gateway must answer ----------------------------------------
@@ -988,7 +998,14 @@ fn case_strategy(framing: Framing) -> impl Strategy<Value = Case> {
 
 /// Runs `cases` random cases, then checks that they covered `must` (keys
 /// of [`World::tally`]): a generator gone tame fails the test too.
+///
+/// The cases are the same on every run. To explore further, set
+/// `HOSTILE_SEED=<u64>` (other cases) and `HOSTILE_CASES=<n>` (more of them).
 fn run_cases(world: &World, cases: u32, must: &[&str]) {
+    let cases = std::env::var("HOSTILE_CASES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(cases);
     let config = Config {
         cases,
         failure_persistence: None,
@@ -996,8 +1013,19 @@ fn run_cases(world: &World, cases: u32, must: &[&str]) {
         max_shrink_time: 30_000,
         ..Config::default()
     };
-    let mut runner =
-        TestRunner::new_with_rng(config, TestRng::deterministic_rng(RngAlgorithm::ChaCha));
+    let rng = match std::env::var("HOSTILE_SEED")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+    {
+        Some(seed) => {
+            eprintln!("hostile: HOSTILE_SEED={seed}");
+            let mut bytes = [0u8; 32];
+            bytes[..8].copy_from_slice(&seed.to_le_bytes());
+            TestRng::from_seed(RngAlgorithm::ChaCha, &bytes)
+        }
+        None => TestRng::deterministic_rng(RngAlgorithm::ChaCha),
+    };
+    let mut runner = TestRunner::new_with_rng(config, rng);
     let started = Instant::now();
     if let Err(e) = runner.run(&case_strategy(world.framing), |case| world.run(&case)) {
         panic!("{e}");
@@ -1265,4 +1293,37 @@ fn the_panic_hook_sees_a_panic_in_a_spawned_task() {
     let seen = panics_on(&threads);
     assert_eq!(seen.len(), 1, "{seen:?}");
     assert!(seen[0].contains(SELF_TEST_PANIC), "{seen:?}");
+}
+
+#[test]
+#[ignore = "known, reported: conn.rs closes with unread input after a bad length field; the RST can drop the GW0001"]
+fn a_caller_still_writing_after_a_bad_length_field_gets_its_answer() {
+    // 13 heartbeats, a length field with a '+', then 700 KB written in small
+    // pieces: the gateway answers GW0001 and closes while input is unread,
+    // and about one time in forty the caller sees EOF without the GW0001
+    // (and without the last heartbeat echo).
+    let world = World::new("linger", Framing::default());
+    for round in 0..200 {
+        let mut s = b"00000000".repeat(13);
+        s.extend_from_slice(b"0000+598");
+        s.extend(std::iter::repeat_n(b'x', 700_000));
+        let writes = deliver(&Delivery::Pieces(vec![14, 22, 2, 29, 4]), s);
+        let out = world
+            .rt
+            .block_on(exchange(world.addr(), writes))
+            .expect("exchange");
+        let answers = world.split(&out.bytes).expect("framed answers");
+        let beats = answers.iter().filter(|a| a.is_empty()).count();
+        let codes: Vec<String> = answers
+            .iter()
+            .filter(|a| !a.is_empty())
+            .map(|a| world.rsp_code(a))
+            .collect();
+        assert_eq!(
+            (beats, codes),
+            (13, vec!["GW0001".to_string()]),
+            "round {round}"
+        );
+    }
+    world.finish();
 }
