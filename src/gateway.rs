@@ -229,25 +229,24 @@ impl Gateway {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn emit(
+    fn emit<'e>(
         &self,
         snap: &Snapshot,
         caller: &Caller,
         form: Form,
-        msg: &[u8],
-        answer: &[u8],
+        msg: &'e [u8],
+        answer: &'e [u8],
         err: Option<&GwError>,
         trace: &Trace,
         latency: std::time::Duration,
     ) {
         let h = &snap.header;
-        let slice = |m: &'_ [u8], role: Role| -> Vec<u8> {
-            m.get(h.range(role))
-                .map(|b| trim(b).to_vec())
-                .unwrap_or_default()
+        let slice = |m: &'e [u8], role: Role| -> &'e [u8] {
+            m.get(h.range(role)).map(trim).unwrap_or_default()
         };
-        let ident: [Vec<u8>; 5] = match (&trace.xml_ident, form) {
-            (Some(x), _) => x.clone(),
+        let empty: [&[u8]; 5] = [&[]; 5];
+        let ident: [&[u8]; 5] = match (&trace.xml_ident, form) {
+            (Some(x), _) => [&x[0], &x[1], &x[2], &x[3], &x[4]],
             (None, Form::Fixed) => [
                 slice(msg, Role::Code),
                 slice(msg, Role::Channel),
@@ -255,19 +254,23 @@ impl Gateway {
                 slice(msg, Role::Date),
                 slice(msg, Role::Dest),
             ],
-            (None, Form::Xml) => Default::default(),
+            (None, Form::Xml) => empty,
         };
-        let rsp_code: String = match err {
-            Some(e) => e.code.as_str().to_string(),
+        let xml_rsp: String;
+        let rsp_code: &str = match err {
+            Some(e) => e.code.as_str(),
             None => match form {
-                Form::Fixed => show(&slice(answer, Role::RspCode)).into_owned(),
-                Form::Xml => XmlDoc::parse(answer)
-                    .ok()
-                    .and_then(|d| {
-                        h.field(Role::RspCode)
-                            .and_then(|f| d.head(&f.tag).map(|v| v.trim().to_string()))
-                    })
-                    .unwrap_or_default(),
+                Form::Fixed => std::str::from_utf8(slice(answer, Role::RspCode)).unwrap_or(""),
+                Form::Xml => {
+                    xml_rsp = XmlDoc::parse(answer)
+                        .ok()
+                        .and_then(|d| {
+                            h.field(Role::RspCode)
+                                .and_then(|f| d.head(&f.tag).map(|v| v.trim().to_string()))
+                        })
+                        .unwrap_or_default();
+                    &xml_rsp
+                }
             },
         };
         let detail = err.map(|e| e.rsp_msg());
@@ -275,14 +278,14 @@ impl Gateway {
             time: std::time::SystemTime::now(),
             listener: &caller.listener,
             peer: caller.peer,
-            code: &ident[0],
-            channel: &ident[1],
-            seq: &ident[2],
-            date: &ident[3],
-            dest: &ident[4],
+            code: ident[0],
+            channel: ident[1],
+            seq: ident[2],
+            date: ident[3],
+            dest: ident[4],
             backend: trace.backend.as_ref().map(|b| b.id()),
             latency,
-            rsp_code: &rsp_code,
+            rsp_code,
             bytes_in: msg.len(),
             bytes_out: answer.len(),
             error: detail.as_deref(),

@@ -102,6 +102,41 @@ fn first_unmapped(bytes: &[u8]) -> usize {
     0
 }
 
+/// Whether `bytes` are strict GBK, without allocating: the mapping is
+/// checked by decoding into a stack buffer, chunk by chunk.
+pub fn is_valid(bytes: &[u8]) -> bool {
+    if bytes.is_ascii() {
+        return true;
+    }
+    if check(bytes).is_err() {
+        return false;
+    }
+    let mut decoder = GBK.new_decoder_without_bom_handling();
+    let mut buf = [0u8; 512];
+    let mut src = bytes;
+    loop {
+        let (result, read, _) = decoder.decode_to_utf8_without_replacement(src, &mut buf, true);
+        src = &src[read..];
+        match result {
+            encoding_rs::DecoderResult::InputEmpty => return true,
+            encoding_rs::DecoderResult::OutputFull => continue,
+            encoding_rs::DecoderResult::Malformed(_, _) => return false,
+        }
+    }
+}
+
+/// Decodes strict GBK into `buf` without allocating; `None` if the bytes
+/// are not strict GBK or do not fit (a GBK pair becomes at most 3 UTF-8 bytes).
+pub fn decode_into<'b>(bytes: &[u8], buf: &'b mut [u8]) -> Option<&'b str> {
+    check(bytes).ok()?;
+    let mut decoder = GBK.new_decoder_without_bom_handling();
+    let (result, _, written) = decoder.decode_to_utf8_without_replacement(bytes, buf, true);
+    match result {
+        encoding_rs::DecoderResult::InputEmpty => std::str::from_utf8(&buf[..written]).ok(),
+        _ => None,
+    }
+}
+
 /// Encodes text to GBK, refusing any character GBK has no form for.
 pub fn encode(text: &str) -> Result<Cow<'_, [u8]>, GbkError> {
     if text.is_ascii() {
@@ -153,6 +188,21 @@ mod tests {
             decode(&[0xD6, 0x20]),
             Err(GbkError::BadTrail { offset: 0, .. })
         ));
+    }
+
+    #[test]
+    fn is_valid_agrees_with_decode() {
+        let long = encode(&"中石油".repeat(200)).unwrap().into_owned();
+        for b in [
+            &b"abc"[..],
+            &[0xD6, 0xD0],
+            &[0xD6, 0x20],
+            &[0x81, 0x30, 0x81, 0x30],
+            &[0xD6],
+            &long[..],
+        ] {
+            assert_eq!(is_valid(b), decode(b).is_ok(), "{b:02X?}");
+        }
     }
 
     #[test]

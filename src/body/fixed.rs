@@ -96,49 +96,72 @@ fn quick_ok(layout: &Layout, mut input: &[u8]) -> bool {
         if f.trailing && input.is_empty() {
             continue;
         }
-        if f.is_group() || !f.values.is_empty() || input.len() < f.width {
+        if f.is_group() || input.len() < f.width {
             return false;
         }
         let (raw, rest) = input.split_at(f.width);
         input = rest;
         let blank = raw.iter().all(|&b| b == b' ');
-        let ok = match f.kind {
+        // The canonical value as a byte slice, where it can be had for free.
+        let value: &[u8] = match f.kind {
             FieldType::C => {
-                (raw.is_ascii() || gbk::decode(raw).is_ok()) && !(f.required && blank_c(raw))
+                if !gbk::is_valid(raw) {
+                    return false;
+                }
+                let end = raw
+                    .iter()
+                    .rposition(|&b| b != b' ' && b != 0)
+                    .map_or(0, |p| p + 1);
+                &raw[..end]
             }
             FieldType::N | FieldType::Amount => {
                 if blank {
-                    !f.required
+                    b""
+                } else if raw.iter().all(u8::is_ascii_digit) {
+                    let start = raw.iter().position(|&b| b != b'0').unwrap_or(raw.len() - 1);
+                    &raw[start..]
                 } else {
-                    raw.iter().all(u8::is_ascii_digit)
+                    return false;
                 }
             }
             FieldType::Date => {
-                let zero = raw.iter().all(|&b| b == b'0');
-                if blank || zero {
-                    !f.required
+                if blank || raw.iter().all(|&b| b == b'0') {
+                    b""
+                } else if super::is_date(raw) {
+                    raw
                 } else {
-                    super::is_date(raw)
+                    return false;
                 }
             }
             FieldType::Time => {
                 if blank {
-                    !f.required
+                    b""
+                } else if super::is_time(raw) {
+                    raw
                 } else {
-                    super::is_time(raw)
+                    return false;
                 }
             }
-            FieldType::Group => false,
+            FieldType::Group => return false,
         };
-        if !ok {
-            return false;
+        if value.is_empty() {
+            if f.required {
+                return false;
+            }
+            continue;
+        }
+        if !f.values.is_empty() {
+            // Enumerations are compared as text, decoded on the stack.
+            let mut buf = [0u8; 192];
+            let Some(text) = gbk::decode_into(value, &mut buf) else {
+                return false;
+            };
+            if !f.values.iter().any(|v| v == text) {
+                return false;
+            }
         }
     }
     input.is_empty()
-}
-
-fn blank_c(raw: &[u8]) -> bool {
-    raw.iter().all(|&b| b == b' ' || b == 0)
 }
 
 /// Tracks the message length, to turn a remaining input into an offset.
@@ -643,5 +666,21 @@ mod tests {
             )
             .unwrap();
         assert!(validate(&layout, &good, 200).is_ok());
+    }
+}
+#[cfg(test)]
+mod fast_path {
+    /// Guards the hot path: the performance-test interface must validate
+    /// without falling back to the allocating decoder.
+    #[test]
+    fn shipped_2969_request_and_answer_take_the_fast_path() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let s = crate::schema::Schema::load(&root.join("schemas/2969.toml")).unwrap();
+        let h = crate::header::HeaderSpec::builtin();
+        let f = crate::fixture::Fixture::load(&root.join("fixtures/2969/disbursed.toml")).unwrap();
+        let req = f.request_message(&h, &s, false).unwrap();
+        let resp = f.response_message(&h, &s, &req, false).unwrap();
+        assert!(super::quick_ok(&s.request, &req[200..]), "request");
+        assert!(super::quick_ok(&s.response, &resp[200..]), "response");
     }
 }
