@@ -61,6 +61,9 @@ pub async fn serve(
     tokio::pin!(timer);
     let mut last_activity = Instant::now();
     let mut partial_since: Option<Instant> = None;
+    // After a bad length field the caller may still be writing: closing with
+    // unread input sends a reset, which can destroy the answer in flight.
+    let mut linger = false;
 
     loop {
         if !reading && in_flight.is_empty() {
@@ -125,6 +128,7 @@ pub async fn serve(
                         let answer = reject(&snap.header, form, after, &err);
                         gw.record_rejection(&caller, form, after, &answer, &err);
                         reading = false;
+                        linger = true;
                         let _ = write_answers(&mut writer, answer, &mut in_flight, limits.write_timeout).await;
                     }
                 }
@@ -153,6 +157,23 @@ pub async fn serve(
         }
     }
     let _ = tokio::time::timeout(limits.write_timeout, writer.close()).await;
+    if linger {
+        // Our FIN is sent; read and discard what the caller still sends, for
+        // a bounded time and amount, so the close is graceful.
+        let mut rest = reader.into_inner();
+        let mut scratch = [0u8; 8192];
+        let mut budget: usize = 16 << 20;
+        let drain = async {
+            use tokio::io::AsyncReadExt;
+            while let Ok(n) = rest.read(&mut scratch).await {
+                if n == 0 || n >= budget {
+                    break;
+                }
+                budget -= n;
+            }
+        };
+        let _ = tokio::time::timeout(limits.write_timeout, drain).await;
+    }
 }
 
 /// Writes one answer, and any others already complete, with one flush.

@@ -651,9 +651,15 @@ fn answer_fixed(h: &HeaderSpec, request: &[u8], rsp_code: &str, rsp_msg: &str) -
     let mut out = vec![b' '; h.length()];
     let n = request.len().min(h.length());
     out[..n].copy_from_slice(&request[..n]);
-    // Never echo a field that is not clean GBK: the answer must decode.
+    // Never echo a field the caller could not parse back: the answer's own
+    // header must pass the same checks (clean GBK, digits in N fields).
     for f in h.fields() {
-        if crate::gbk::check(&out[f.range()]).is_err() {
+        let slot = &out[f.range()];
+        let bad = match f.kind {
+            crate::header::HeaderType::N => !trim(slot).iter().all(u8::is_ascii_digit),
+            crate::header::HeaderType::C => !crate::gbk::is_valid(slot),
+        };
+        if bad {
             out[f.range()].fill(b' ');
         }
     }
