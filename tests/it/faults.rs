@@ -522,3 +522,40 @@ async fn invariant_one_answer_per_request_and_at_most_once_delivery_under_chaos(
     assert!(by_code.get("000000").copied().unwrap_or(0) > total / 3);
     gw.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_under_load_answers_every_request_in_flight() {
+    // Half the requests stall at the backend past the grace period.
+    let backend = ScriptedBackend::start(Script::Stall).await;
+    let mut raw = config_with_backend("SCF", backend.addr);
+    raw.gateway.shutdown_grace_ms = 300;
+    tune(&mut raw, "SCF", |b| b.timeouts.request_ms = 30_000);
+    let gw = TestGateway::start_with(raw).await;
+    let mut stalled = gw.client().await;
+    let mut quick = gw.client().await;
+    let n = 5;
+    for _ in 0..n {
+        stalled.send(request("2969", &[("ChnlNo", "CUS")])).await;
+    }
+    let deadline = std::time::Instant::now() + WAIT;
+    while backend.count() < n {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "requests never reached the backend"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Simulated NET answers at once: this one finishes inside the grace.
+    quick.send(request("5222", &[])).await;
+    let done = tokio::spawn(gw.stop());
+    assert_eq!(rsp_code(&quick.recv().await), "000000");
+    for _ in 0..n {
+        let a = stalled.recv().await;
+        assert_eq!(rsp_code(&a), "GW0202", "{}", rsp_msg(&a));
+    }
+    done.await.unwrap();
+    assert!(
+        stalled.recv_or_eof().await.is_none(),
+        "closed after the last answer"
+    );
+}
