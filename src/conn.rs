@@ -172,7 +172,11 @@ pub async fn serve(
                 budget -= n;
             }
         };
-        let _ = tokio::time::timeout(limits.write_timeout, drain).await;
+        let linger_for = limits.write_timeout.min(Duration::from_secs(2));
+        tokio::select! {
+            _ = tokio::time::timeout(linger_for, drain) => {}
+            _ = shutdown.stop.cancelled() => {}
+        }
     }
 }
 
