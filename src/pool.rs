@@ -120,6 +120,8 @@ pub struct Pool {
     mux_next: AtomicUsize,
     mux_opening: AtomicUsize,
     mux_key: MuxKey,
+    /// Fixed-form answers can be checked against their request's key.
+    fixed_form: bool,
     backoff: Mutex<Backoff>,
     last_connect_failed: AtomicBool,
     /// Retry budget in tenths: each request earns 1, each resend costs 10,
@@ -156,6 +158,7 @@ impl Pool {
             mux_next: AtomicUsize::new(0),
             mux_opening: AtomicUsize::new(0),
             mux_key,
+            fixed_form: cfg.body == crate::config::BodyFormat::Fixed,
             backoff: Mutex::new(Backoff {
                 failures: 0,
                 next_attempt: Instant::now(),
@@ -269,8 +272,13 @@ impl Pool {
         };
         match exchange(&mut conn, msg, deadline).await {
             Ok(answer) => {
-                if self.mode == BackendMode::Long {
+                // An answer for another request means the stream is out of
+                // step (a duplicate or stray answer): never reuse it.
+                let in_step = !self.fixed_form || self.mux_key.of(&answer) == self.mux_key.of(msg);
+                if self.mode == BackendMode::Long && in_step {
                     self.put_idle(conn, born);
+                } else if !in_step {
+                    self.stats.dropped_dead.fetch_add(1, Ordering::Relaxed);
                 }
                 Ok(answer)
             }
