@@ -21,7 +21,8 @@
 # Knobs (environment): DURATION (6s) WARMUP (1s) ROUNDS (3) CONNS (64),
 # MODES ("long short"), SHORT_FLAGS ("--rst-close"; empty: close with FIN),
 # GW_FLAGS (extra `txgate serve` flags, e.g. "--pool-max SCF=32" or
-# "--no-journal"),
+# "--no-journal"; default "--workers 1": on this 2-core box the generator and the
+# simulator share the cores, and one worker saves the cross-thread wake-ups),
 # PERF=1 (one extra gateway run under `perf record -g`, report in out/),
 # README=0 (leave README.md alone), CARGO, CARGO_TARGET_DIR.
 set -euo pipefail
@@ -40,7 +41,7 @@ MODES=${MODES:-long short}
 # the generator's own connect() (ephemeral port search) the bottleneck, at
 # the same ~14k connections/s whatever the target. SHORT_FLAGS= for FIN.
 SHORT_FLAGS=${SHORT_FLAGS---rst-close}
-GW_FLAGS=${GW_FLAGS:-}
+GW_FLAGS=${GW_FLAGS---workers 1}
 FIXTURE=fixtures/2969/disbursed.toml
 OUT=$ROOT/out
 RUNS=$OUT/bench-2969
@@ -151,8 +152,10 @@ grep -q "address = \"$SIM_ADDR\"" "$WORK/gateway.toml" || { say "could not point
 # shellcheck disable=SC2086
 # As shipped (journal on, info logs), but the admin port on a free port and
 # the journal in the temp folder.
+JOURNAL_FLAG=(--journal "$WORK/journal.jsonl")
+case " $GW_FLAGS " in *" --no-journal "*) JOURNAL_FLAG=() ;; esac
 "$BIN" serve --config "$WORK/gateway.toml" --listen 127.0.0.1:0 \
-    --admin 127.0.0.1:0 --journal "$WORK/journal.jsonl" $GW_FLAGS \
+    --admin 127.0.0.1:0 "${JOURNAL_FLAG[@]}" $GW_FLAGS \
     >"$WORK/gw.out" 2>"$WORK/gw.err" &
 GW_PID=$!
 PIDS+=("$GW_PID")

@@ -23,8 +23,7 @@
 //! an HTML 性能测试报告, and `--summarize` turns earlier `--json` results
 //! into the comparison table of `benches/bench-2969.sh`.
 
-#[path = "report.rs"]
-pub mod report;
+pub use crate::report;
 
 use crate::fixture::{Fixture, Format};
 use crate::frame::{FrameCodec, Framing};

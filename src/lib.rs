@@ -31,6 +31,7 @@ pub mod observe;
 pub mod pool;
 pub mod reload;
 pub mod replay;
+pub mod report;
 pub mod schema;
 pub mod server;
 pub mod sim;
