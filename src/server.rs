@@ -172,7 +172,9 @@ async fn accept_loop(
             body: listener.body,
             peer,
         };
-        let span = tracing::info_span!("conn", listener = %listener.name, peer = %peer);
+        // At debug, like the per-message span: an enabled span costs a registry
+        // entry per connection, which short-connection callers pay per message.
+        let span = tracing::debug_span!("conn", listener = %listener.name, peer = %peer);
         let gw = gw.clone();
         let shutdown = shutdown.clone();
         tracker.spawn(tracing::Instrument::instrument(
