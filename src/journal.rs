@@ -218,22 +218,52 @@ impl Lookup {
 #[derive(Debug)]
 struct Entry {
     time: SystemTime,
-    listener: String,
+    listener: Small,
     peer: SocketAddr,
-    channel: Vec<u8>,
-    code: Vec<u8>,
-    seq: Vec<u8>,
-    date: Vec<u8>,
-    dest: Vec<u8>,
-    backend: Option<String>,
+    channel: Small,
+    code: Small,
+    seq: Small,
+    date: Small,
+    dest: Small,
+    backend: Option<Small>,
     latency_us: u64,
-    rsp_code: String,
+    rsp_code: Small,
     bytes_in: usize,
     bytes_out: usize,
     error: Option<String>,
     /// The request, or only its header when no body field is wanted.
     request: Vec<u8>,
     routed: bool,
+}
+
+/// A short byte string kept inline: header values, codes and names fit in
+/// 24 bytes, so a journal record costs the hot path no allocation for them.
+#[derive(Debug)]
+enum Small {
+    Inline([u8; 24], u8),
+    Heap(Box<[u8]>),
+}
+
+impl Small {
+    fn new(b: &[u8]) -> Small {
+        if b.len() <= 24 {
+            let mut buf = [0u8; 24];
+            buf[..b.len()].copy_from_slice(b);
+            Small::Inline(buf, b.len() as u8)
+        } else {
+            Small::Heap(b.into())
+        }
+    }
+}
+
+impl std::ops::Deref for Small {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Small::Inline(buf, n) => &buf[..*n as usize],
+            Small::Heap(b) => b,
+        }
+    }
 }
 
 /// A message to the writer thread.
@@ -267,16 +297,16 @@ impl Render {
         let text = |b: &[u8]| show(b);
         let mut rec = JournalRecord {
             time: rfc3339_ms(self.local(e.time)),
-            listener: e.listener.clone(),
+            listener: show(&e.listener),
             peer: e.peer.to_string(),
             channel: text(&e.channel),
             code: text(&e.code),
             seq: text(&e.seq),
             date: text(&e.date),
             dest: text(&e.dest),
-            backend: e.backend.clone(),
+            backend: e.backend.as_deref().map(show),
             latency_us: e.latency_us,
-            rsp_code: e.rsp_code.clone(),
+            rsp_code: show(&e.rsp_code),
             bytes_in: e.bytes_in as u64,
             bytes_out: e.bytes_out as u64,
             error: e.error.clone(),
@@ -552,16 +582,16 @@ impl Observer for Journal {
         };
         let entry = Box::new(Entry {
             time: e.time,
-            listener: e.listener.to_string(),
+            listener: Small::new(e.listener.as_bytes()),
             peer: e.peer,
-            channel: e.channel.to_vec(),
-            code: e.code.to_vec(),
-            seq: e.seq.to_vec(),
-            date: e.date.to_vec(),
-            dest: e.dest.to_vec(),
-            backend: e.backend.map(str::to_string),
+            channel: Small::new(e.channel),
+            code: Small::new(e.code),
+            seq: Small::new(e.seq),
+            date: Small::new(e.date),
+            dest: Small::new(e.dest),
+            backend: e.backend.map(|b| Small::new(b.as_bytes())),
             latency_us: u64::try_from(e.latency.as_micros()).unwrap_or(u64::MAX),
-            rsp_code: e.rsp_code.to_string(),
+            rsp_code: Small::new(e.rsp_code.as_bytes()),
             bytes_in: e.bytes_in,
             bytes_out: e.bytes_out,
             error: e.error.map(str::to_string),
