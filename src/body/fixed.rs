@@ -192,6 +192,17 @@ impl Decoder {
             }
             if f.is_group() {
                 let n = self.count(f, &rec, fields, input, prefix)?;
+                // A blank count means no records, and reads as "0", as encode
+                // writes it and XML derives it: the forms must agree.
+                if let Some((_, Value::Text(t))) = rec
+                    .fields
+                    .iter_mut()
+                    .find(|(tag, _)| Some(tag.as_str()) == f.count.as_deref())
+                {
+                    if t.is_empty() {
+                        *t = "0".to_string();
+                    }
+                }
                 let p = path(prefix, &f.tag);
                 let mut i = 0;
                 let (rest, records) = nom::multi::count(
@@ -528,6 +539,19 @@ mod tests {
         let mut out = vec![b' '; 200];
         encode(&l, &b, &mut out).unwrap();
         assert_eq!(out, m);
+    }
+
+    /// Guards the agreement found by fuzzing: a blank count reads as "0".
+    #[test]
+    fn blank_group_count_reads_as_zero_and_round_trips() {
+        let l = group_layout();
+        let m = with_header(b"  memo");
+        let b = decode(&l, &m, 200).unwrap();
+        assert_eq!(b.text("RecNum"), Some("0"));
+        assert!(b.group("Records").unwrap().is_empty());
+        let mut out = vec![b' '; 200];
+        encode(&l, &b, &mut out).unwrap();
+        assert_eq!(decode(&l, &out, 200).unwrap(), b);
     }
 
     #[test]
