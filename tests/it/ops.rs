@@ -1222,3 +1222,39 @@ fn deploy_has_a_systemd_unit_and_an_haproxy_example_that_fit() {
         assert!(ha.contains(needle), "{needle} in haproxy-txgate.cfg");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_goes_not_ready_while_a_backend_breaker_is_open() {
+    // Connects succeed, answers never come: only the breaker can say not ready.
+    let stall = ScriptedBackend::start(Script::Stall).await;
+    let addr = stall.addr.to_string();
+    let g = Ops::start("breaker", false, |t| {
+        let scf = backend(t, "SCF");
+        scf.insert("address".into(), addr.clone().into());
+        let mut timeouts = toml::Table::new();
+        timeouts.insert("request_ms".into(), 100.into());
+        scf.insert("timeouts".into(), timeouts.into());
+        let mut breaker = toml::Table::new();
+        breaker.insert("failures".into(), 2.into());
+        breaker.insert("cooldown_ms".into(), 60_000.into());
+        scf.insert("breaker".into(), breaker.into());
+    })
+    .await;
+    assert_eq!(g.get("/readyz").await.status, 200);
+    let mut c = g.client().await;
+    for _ in 0..2 {
+        let a = c.call(request("2969", &[("ChnlNo", "CUS")])).await;
+        assert_eq!(rsp_code(&a), "GW0202", "{}", rsp_msg(&a));
+    }
+    let r = g.get("/readyz").await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert!(
+        r.body.contains("SCF") && r.body.contains("circuit breaker open"),
+        "{}",
+        r.body
+    );
+    assert!(!r.body.contains("last connect"), "{}", r.body);
+    let m = g.metrics().await;
+    assert_metric(&m, "txgate_backend_breaker_open{backend=\"SCF\"}", 1.0);
+    g.stop().await;
+}
