@@ -1149,7 +1149,7 @@ pub async fn run(args: BenchArgs) -> Result<bool, BenchError> {
     let Some(to) = args.to else {
         return Err(BenchError::Settings("--to is required".into()));
     };
-    let (header, schemas, fixtures_dir) = context(&args.config);
+    let (header, schemas, fixtures_dir) = tools::context(&args.config);
     let mut groups: Vec<(u32, Vec<Fixture>)> = Vec::new();
     for p in &args.fixture {
         groups.push((1, vec![Fixture::load(p)?]));
@@ -1206,24 +1206,6 @@ pub async fn run(args: BenchArgs) -> Result<bool, BenchError> {
         write_file(p, report::single(&result).as_bytes())?;
     }
     Ok(result.totals.errors == 0)
-}
-
-/// Header layout, schemas and fixtures folder of a config, or the shipped
-/// ones when it cannot be read.
-fn context(config: &Path) -> (HeaderSpec, Schemas, PathBuf) {
-    match crate::config::RawConfig::load(config) {
-        Ok(raw) => {
-            let header = HeaderSpec::load(&raw.resolve(&raw.gateway.header))
-                .unwrap_or_else(|_| HeaderSpec::builtin());
-            let schemas = tools::load_schemas(&raw.resolve(&raw.gateway.schemas));
-            (header, schemas, raw.resolve(&raw.gateway.fixtures))
-        }
-        Err(_) => (
-            HeaderSpec::builtin(),
-            tools::load_schemas(Path::new("schemas")),
-            PathBuf::from("fixtures"),
-        ),
-    }
 }
 
 fn write_file(p: &Path, bytes: &[u8]) -> Result<(), BenchError> {

@@ -64,6 +64,13 @@ pub async fn serve(
     // After a bad length field the caller may still be writing: closing with
     // unread input sends a reset, which can destroy the answer in flight.
     let mut linger = false;
+    // Requests in flight, kept so that the end of the shutdown grace can
+    // answer each with GW0202. One waiter on the grace token per connection,
+    // not one per request.
+    let mut waiting = Waiting::default();
+    let hard = shutdown.hard.cancelled();
+    tokio::pin!(hard);
+    let mut hard_done = false;
 
     loop {
         if !reading && in_flight.is_empty() {
@@ -71,9 +78,10 @@ pub async fn serve(
         }
         tokio::select! {
             biased;
-            Some(answer) = in_flight.next() => {
+            Some((id, answer)) = in_flight.next() => {
                 last_activity = Instant::now();
-                if write_answers(&mut writer, answer, &mut in_flight, limits.write_timeout).await.is_err() {
+                waiting.done(id);
+                if write_answers(&mut writer, answer, &mut in_flight, &mut waiting, limits.write_timeout).await.is_err() {
                     gw.stats.write_timeouts.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(peer = %caller.peer, "caller did not take its answers within {:?}; closing", limits.write_timeout);
                     return;
@@ -86,28 +94,15 @@ pub async fn serve(
                     None => reading = false,
                     Some(Ok(msg)) if msg.is_empty() => {
                         gw.stats.heartbeats.fetch_add(1, Ordering::Relaxed);
-                        if write_answers(&mut writer, Bytes::new(), &mut in_flight, limits.write_timeout).await.is_err() {
+                        if write_answers(&mut writer, Bytes::new(), &mut in_flight, &mut waiting, limits.write_timeout).await.is_err() {
                             return;
                         }
                     }
                     Some(Ok(msg)) => {
+                        let id = waiting.add(msg.clone());
                         let gw = gw.clone();
                         let caller = caller.clone();
-                        let hard = shutdown.hard.clone();
-                        in_flight.push(async move {
-                            tokio::select! {
-                                biased;
-                                answer = gw.handle(&caller, msg.clone()) => answer,
-                                _ = hard.cancelled() => {
-                                    let snap = gw.snapshot();
-                                    let err = GwError::new(RspCode::BackendTimeout, "网关停止，请求未在宽限期内完成，结果未知");
-                                    let form = Form::of(caller.body, &msg);
-                                    let answer = reject(&snap.header, form, &msg, &err);
-                                    gw.record_rejection(&caller, form, &msg, &answer, &err);
-                                    answer
-                                }
-                            }
-                        });
+                        in_flight.push(async move { (id, gw.handle(&caller, msg).await) });
                     }
                     Some(Err(FrameError::Io(e))) => {
                         tracing::debug!("caller read error: {e}");
@@ -129,12 +124,29 @@ pub async fn serve(
                         gw.record_rejection(&caller, form, after, &answer, &err);
                         reading = false;
                         linger = true;
-                        let _ = write_answers(&mut writer, answer, &mut in_flight, limits.write_timeout).await;
+                        let _ = write_answers(&mut writer, answer, &mut in_flight, &mut waiting, limits.write_timeout).await;
                     }
                 }
             }
             _ = shutdown.stop.cancelled(), if reading => {
                 reading = false;
+            }
+            _ = &mut hard, if !hard_done && !in_flight.is_empty() => {
+                // The grace is over: drop what is still running and answer it.
+                hard_done = true;
+                reading = false;
+                in_flight.clear();
+                let snap = gw.snapshot();
+                let err = GwError::new(RspCode::BackendTimeout, "网关停止，请求未在宽限期内完成，结果未知");
+                for msg in waiting.drain() {
+                    let form = Form::of(caller.body, &msg);
+                    let answer = reject(&snap.header, form, &msg, &err);
+                    gw.record_rejection(&caller, form, &msg, &answer, &err);
+                    if writer.feed(answer).await.is_err() {
+                        return;
+                    }
+                }
+                let _ = tokio::time::timeout(limits.write_timeout, writer.flush()).await;
             }
             _ = &mut timer => {
                 let now = Instant::now();
@@ -180,20 +192,57 @@ pub async fn serve(
     }
 }
 
+/// Requests in flight on one connection, by slot; slots are reused, so the
+/// hot path allocates nothing here once the connection is warm.
+#[derive(Debug, Default)]
+struct Waiting {
+    slots: Vec<Option<Bytes>>,
+    free: Vec<usize>,
+}
+
+impl Waiting {
+    fn add(&mut self, msg: Bytes) -> usize {
+        match self.free.pop() {
+            Some(id) => {
+                self.slots[id] = Some(msg);
+                id
+            }
+            None => {
+                self.slots.push(Some(msg));
+                self.slots.len() - 1
+            }
+        }
+    }
+
+    fn done(&mut self, id: usize) {
+        if let Some(slot) = self.slots.get_mut(id) {
+            *slot = None;
+            self.free.push(id);
+        }
+    }
+
+    fn drain(&mut self) -> impl Iterator<Item = Bytes> + '_ {
+        self.free.clear();
+        self.slots.drain(..).flatten()
+    }
+}
+
 /// Writes one answer, and any others already complete, with one flush.
 async fn write_answers<W, F>(
     writer: &mut FramedWrite<W, FrameCodec>,
     first: Bytes,
     in_flight: &mut FuturesUnordered<F>,
+    waiting: &mut Waiting,
     timeout: Duration,
 ) -> Result<(), ()>
 where
     W: tokio::io::AsyncWrite + Unpin,
-    F: std::future::Future<Output = Bytes>,
+    F: std::future::Future<Output = (usize, Bytes)>,
 {
     let work = async {
         writer.feed(first).await.map_err(|_| ())?;
-        while let Some(Some(more)) = in_flight.next().now_or_never() {
+        while let Some(Some((id, more))) = in_flight.next().now_or_never() {
+            waiting.done(id);
             writer.feed(more).await.map_err(|_| ())?;
         }
         writer.flush().await.map_err(|_| ())

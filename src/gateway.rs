@@ -337,6 +337,36 @@ impl Gateway {
         r
     }
 
+    /// Relays, checks the answer against the request, and turns it back into
+    /// the caller's form where the backend speaks the other one.
+    #[allow(clippy::too_many_arguments)]
+    async fn relay_answer(
+        &self,
+        h: &HeaderSpec,
+        route: &Route,
+        backend: &Backend,
+        caller_form: Form,
+        ident: &Ident<'_>,
+        outgoing: &Bytes,
+        claimed: Option<Vec<u8>>,
+    ) -> Result<Bytes, GwError> {
+        let backend_form = backend_form(backend);
+        let answer = self
+            .relay_claimed(route, backend, outgoing, claimed)
+            .await?;
+        let answer = check_answer(h, route, backend_form, ident, answer)?;
+        let layout = &route.schema.response;
+        Ok(match (backend_form, caller_form) {
+            (Form::Xml, Form::Fixed) => {
+                Bytes::from(body::xml_to_fixed(h, layout, &answer).map_err(answer_error)?)
+            }
+            (Form::Fixed, Form::Xml) => {
+                Bytes::from(body::fixed_to_xml(h, layout, &answer).map_err(answer_error)?)
+            }
+            _ => answer,
+        })
+    }
+
     async fn handle_fixed(
         &self,
         snap: &Snapshot,
@@ -382,14 +412,8 @@ impl Gateway {
             outgoing =
                 Bytes::from(body::fixed_to_xml(h, &schema.request, &outgoing).map_err(body_error)?);
         }
-        let answer = self.relay_claimed(route, backend, &outgoing, dedup).await?;
-        let answer = check_answer(h, route, backend_form, &ident, answer)?;
-        if backend_form == Form::Xml {
-            return Ok(Bytes::from(
-                body::xml_to_fixed(h, &schema.response, &answer).map_err(answer_error)?,
-            ));
-        }
-        Ok(answer)
+        self.relay_answer(h, route, backend, Form::Fixed, &ident, &outgoing, dedup)
+            .await
     }
 
     async fn handle_xml(
@@ -446,14 +470,8 @@ impl Gateway {
         } else {
             msg.clone()
         };
-        let answer = self.relay_claimed(route, backend, &outgoing, dedup).await?;
-        let answer = check_answer(h, route, backend_form, &ident, answer)?;
-        if backend_form == Form::Fixed {
-            return Ok(Bytes::from(
-                body::fixed_to_xml(h, &schema.response, &answer).map_err(answer_error)?,
-            ));
-        }
-        Ok(answer)
+        self.relay_answer(h, route, backend, Form::Xml, &ident, &outgoing, dedup)
+            .await
     }
 }
 

@@ -340,21 +340,10 @@ fn run(cmd: Command) -> Result<std::process::ExitCode> {
     }
 }
 
-/// The header layout and schemas a tool uses: from the config's folders when
-/// the config exists, else the shipped header and `./schemas`.
+/// The header layout and schemas a tool uses (see `tools::context`).
 fn tool_context(config: &Path) -> (HeaderSpec, txgate::tools::Schemas) {
-    match txgate::config::RawConfig::load(config) {
-        Ok(raw) => {
-            let header = HeaderSpec::load(&raw.resolve(&raw.gateway.header))
-                .unwrap_or_else(|_| HeaderSpec::builtin());
-            let schemas = txgate::tools::load_schemas(&raw.resolve(&raw.gateway.schemas));
-            (header, schemas)
-        }
-        Err(_) => (
-            HeaderSpec::builtin(),
-            txgate::tools::load_schemas(Path::new("schemas")),
-        ),
-    }
+    let (header, schemas, _) = txgate::tools::context(config);
+    (header, schemas)
 }
 
 async fn serve(a: ServeArgs) -> Result<()> {

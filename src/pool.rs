@@ -38,6 +38,15 @@ pub struct MuxKey {
 }
 
 impl MuxKey {
+    /// Whether two messages carry the same channel and SeqNo, compared in
+    /// place (the long-mode check runs on every answer).
+    fn same(&self, a: &[u8], b: &[u8]) -> bool {
+        fn part<'m>(m: &'m [u8], r: &Range<usize>) -> Option<&'m [u8]> {
+            m.get(r.clone()).map(trim)
+        }
+        part(a, &self.channel) == part(b, &self.channel) && part(a, &self.seq) == part(b, &self.seq)
+    }
+
     fn of(&self, msg: &[u8]) -> Option<Vec<u8>> {
         let ch = trim(msg.get(self.channel.clone())?);
         let seq = trim(msg.get(self.seq.clone())?);
@@ -274,7 +283,7 @@ impl Pool {
             Ok(answer) => {
                 // An answer for another request means the stream is out of
                 // step (a duplicate or stray answer): never reuse it.
-                let in_step = !self.fixed_form || self.mux_key.of(&answer) == self.mux_key.of(msg);
+                let in_step = !self.fixed_form || self.mux_key.same(&answer, msg);
                 if self.mode == BackendMode::Long && in_step {
                     self.put_idle(conn, born);
                 } else if !in_step {

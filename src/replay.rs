@@ -33,7 +33,7 @@ use crate::tools::{self, Schemas};
 use futures::StreamExt;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// Arguments of `txgate replay`.
@@ -197,7 +197,7 @@ impl Outcome {
 /// Runs `txgate replay`: loads, replays, prints the table (and writes JUnit);
 /// `Ok(true)` when every fixture passed.
 pub async fn run(args: ReplayArgs) -> Result<bool, ReplayError> {
-    let (header, schemas, default_fixtures) = context(&args.config);
+    let (header, schemas, default_fixtures) = tools::context(&args.config);
     let mut fixtures = Vec::new();
     let sources = if args.fixtures.is_empty() {
         vec![default_fixtures]
@@ -233,24 +233,6 @@ pub async fn run(args: ReplayArgs) -> Result<bool, ReplayError> {
         })?;
     }
     Ok(outcomes.iter().all(|o| o.verdict == Verdict::Pass))
-}
-
-/// The header layout, schemas and default fixtures folder a config names;
-/// without a readable config, the shipped header, `./schemas`, `./fixtures`.
-fn context(config: &Path) -> (HeaderSpec, Schemas, PathBuf) {
-    match crate::config::RawConfig::load(config) {
-        Ok(raw) => {
-            let header = HeaderSpec::load(&raw.resolve(&raw.gateway.header))
-                .unwrap_or_else(|_| HeaderSpec::builtin());
-            let schemas = tools::load_schemas(&raw.resolve(&raw.gateway.schemas));
-            (header, schemas, raw.resolve(&raw.gateway.fixtures))
-        }
-        Err(_) => (
-            HeaderSpec::builtin(),
-            tools::load_schemas(Path::new("schemas")),
-            PathBuf::from("fixtures"),
-        ),
-    }
 }
 
 /// Replays every fixture of `cfg`, at most `concurrency` at once; the

@@ -41,6 +41,25 @@ pub fn load_schemas(dir: &Path) -> Schemas {
     crate::schema::load_dir(dir).unwrap_or_default()
 }
 
+/// The header layout, schemas and fixtures folder a tool works with: the
+/// config's, or the shipped header, `./schemas` and `./fixtures` when the
+/// config cannot be read.
+pub fn context(config: &Path) -> (HeaderSpec, Schemas, std::path::PathBuf) {
+    match crate::config::RawConfig::load(config) {
+        Ok(raw) => {
+            let header = HeaderSpec::load(&raw.resolve(&raw.gateway.header))
+                .unwrap_or_else(|_| HeaderSpec::builtin());
+            let schemas = load_schemas(&raw.resolve(&raw.gateway.schemas));
+            (header, schemas, raw.resolve(&raw.gateway.fixtures))
+        }
+        Err(_) => (
+            HeaderSpec::builtin(),
+            load_schemas(Path::new("schemas")),
+            std::path::PathBuf::from("fixtures"),
+        ),
+    }
+}
+
 /// Builds the request message (without length prefix) of a fixture.
 pub fn fixture_request(
     header: &HeaderSpec,
