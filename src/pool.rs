@@ -77,8 +77,9 @@ pub struct PoolStats {
     pub retries: AtomicU64,
     pub busy: AtomicU64,
     pub waiters: AtomicUsize,
-    pub late_answers: AtomicU64,
-    pub unmatched_answers: AtomicU64,
+    /// Multiplexed answers that found no waiter, over every connection the
+    /// pool ever had (shared with each connection's reader).
+    pub mux: Arc<MuxCounters>,
     pub fast_failed: AtomicU64,
 }
 
@@ -562,7 +563,7 @@ impl Pool {
         let conn = self.connect(deadline).await?;
         let parts = conn.into_parts();
         let (r, w) = parts.io.into_split();
-        let shared = Arc::new(MuxShared::default());
+        let shared = Arc::new(MuxShared::new(self.stats.mux.clone()));
         let (tx, mut rx) = mpsc::channel::<Bytes>(1024);
         let mut writer = FramedWrite::new(w, self.codec);
         let wshared = shared.clone();
@@ -596,7 +597,7 @@ impl Pool {
                 match key.of(&frame) {
                     Some(k) => rshared.deliver(&k, frame),
                     None => {
-                        rshared.unmatched.fetch_add(1, Ordering::Relaxed);
+                        rshared.counters.unmatched.fetch_add(1, Ordering::Relaxed);
                     }
                 }
             }
@@ -610,31 +611,14 @@ impl Pool {
         }))
     }
 
-    /// Late and unmatched answers over live and closed multiplexed connections.
+    /// Answers that came after their request timed out (multiplex mode).
     pub fn late_answers(&self) -> u64 {
-        let live: u64 = self
-            .mux
-            .lock()
-            .map(|v| {
-                v.iter()
-                    .map(|c| c.shared.late.load(Ordering::Relaxed))
-                    .sum()
-            })
-            .unwrap_or(0);
-        live + self.stats.late_answers.load(Ordering::Relaxed)
+        self.stats.mux.late.load(Ordering::Relaxed)
     }
 
+    /// Answers that matched no request at all (multiplex mode).
     pub fn unmatched_answers(&self) -> u64 {
-        let live: u64 = self
-            .mux
-            .lock()
-            .map(|v| {
-                v.iter()
-                    .map(|c| c.shared.unmatched.load(Ordering::Relaxed))
-                    .sum()
-            })
-            .unwrap_or(0);
-        live + self.stats.unmatched_answers.load(Ordering::Relaxed)
+        self.stats.mux.unmatched.load(Ordering::Relaxed)
     }
 }
 
@@ -656,18 +640,23 @@ struct MuxShared {
     pending: Mutex<HashMap<Box<[u8]>, oneshot::Sender<Bytes>>>,
     expired: Mutex<VecDeque<Box<[u8]>>>,
     alive: AtomicBool,
-    late: AtomicU64,
-    unmatched: AtomicU64,
+    counters: Arc<MuxCounters>,
 }
 
-impl Default for MuxShared {
-    fn default() -> Self {
+/// Counters of answers that found no waiter.
+#[derive(Debug, Default)]
+pub struct MuxCounters {
+    pub late: AtomicU64,
+    pub unmatched: AtomicU64,
+}
+
+impl MuxShared {
+    fn new(counters: Arc<MuxCounters>) -> Self {
         MuxShared {
             pending: Mutex::new(HashMap::new()),
             expired: Mutex::new(VecDeque::new()),
             alive: AtomicBool::new(true),
-            late: AtomicU64::new(0),
-            unmatched: AtomicU64::new(0),
+            counters,
         }
     }
 }
@@ -713,7 +702,7 @@ impl MuxShared {
             Some(waiter) => {
                 if waiter.send(answer).is_err() {
                     // The waiter gave up between the lookup and now.
-                    self.late.fetch_add(1, Ordering::Relaxed);
+                    self.counters.late.fetch_add(1, Ordering::Relaxed);
                 }
             }
             None => {
@@ -722,7 +711,11 @@ impl MuxShared {
                     .lock()
                     .map(|e| e.iter().any(|k| &k[..] == key))
                     .unwrap_or(false);
-                let counter = if late { &self.late } else { &self.unmatched };
+                let counter = if late {
+                    &self.counters.late
+                } else {
+                    &self.counters.unmatched
+                };
                 counter.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(
                     late,
