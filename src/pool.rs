@@ -586,8 +586,7 @@ impl Pool {
         let rshared = shared.clone();
         let key = self.mux_key.clone();
         let id = self.id.clone();
-        // The reader needs the pool's counters; it holds them by value-copy
-        // of what it counts into, through the shared state.
+        // The reader counts stray answers into the pool's counters, through the shared state.
         tokio::spawn(async move {
             while let Some(frame) = reader.next().await {
                 let Ok(frame) = frame else { break };
@@ -635,6 +634,8 @@ struct MuxConn {
 /// apart from a stray one and never given to a new request with that key.
 const EXPIRED_KEPT: usize = 4096;
 
+/// What a multiplexed connection's reader, writer and callers share: the
+/// waiters by key, the keys that timed out, and whether it is alive.
 #[derive(Debug)]
 struct MuxShared {
     pending: Mutex<HashMap<Box<[u8]>, oneshot::Sender<Bytes>>>,
