@@ -18,7 +18,7 @@ use crate::frame::{FrameCodec, FrameError};
 use crate::header::trim;
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -47,14 +47,10 @@ impl MuxKey {
         part(a, &self.channel) == part(b, &self.channel) && part(a, &self.seq) == part(b, &self.seq)
     }
 
-    fn of(&self, msg: &[u8]) -> Option<Vec<u8>> {
+    fn of(&self, msg: &[u8]) -> Option<MuxId> {
         let ch = trim(msg.get(self.channel.clone())?);
         let seq = trim(msg.get(self.seq.clone())?);
-        let mut k = Vec::with_capacity(ch.len() + seq.len() + 1);
-        k.extend_from_slice(ch);
-        k.push(0);
-        k.extend_from_slice(seq);
-        Some(k)
+        MuxId::new(ch, seq)
     }
 }
 
@@ -487,7 +483,7 @@ impl Pool {
             )),
             Err(_) => {
                 self.stats.timeouts.fetch_add(1, Ordering::Relaxed);
-                conn.shared.expire(&key);
+                conn.shared.expire(key);
                 Err(CallError::new(
                     RspCode::BackendTimeout,
                     format!("后端 {} 在 {} 毫秒内未应答", self.id, timeout.as_millis()),
@@ -500,20 +496,47 @@ impl Pool {
     /// is not full, and registers the waiter.
     async fn mux_register(
         &self,
-        key: &[u8],
+        key: &MuxId,
         deadline: tokio::time::Instant,
     ) -> Result<(Arc<MuxConn>, oneshot::Receiver<Bytes>), CallError> {
-        let existing: Vec<Arc<MuxConn>> = match self.mux.lock() {
-            Ok(mut v) => {
-                v.retain(|c| c.shared.alive.load(Ordering::Acquire));
-                v.clone()
+        loop {
+            let open = {
+                let Ok(mut live) = self.mux.lock() else {
+                    return Err(self.mux_key_busy());
+                };
+                live.retain(|c| c.shared.alive.load(Ordering::Acquire));
+                // Open another connection while the pool is below its size; the
+                // counter keeps concurrent callers from overshooting it.
+                let opening = self.mux_opening.load(Ordering::Acquire);
+                if live.len() + opening < self.max {
+                    self.mux_opening.fetch_add(1, Ordering::AcqRel);
+                    true
+                } else if live.is_empty() {
+                    false
+                } else {
+                    // Round robin over the live connections, under the lock: no
+                    // copy of the list per request.
+                    let start = self.mux_next.fetch_add(1, Ordering::Relaxed);
+                    for i in 0..live.len() {
+                        let conn = &live[(start + i) % live.len()];
+                        if let Some(rx) = conn.shared.register(key) {
+                            return Ok((conn.clone(), rx));
+                        }
+                    }
+                    return Err(self.mux_key_busy());
+                }
+            };
+            if !open {
+                // Others are opening the first connections: wait for them briefly.
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(CallError::new(
+                        RspCode::BackendUnreachable,
+                        format!("后端 {} 多路连接未能建立，请求未发送", self.id),
+                    ));
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                continue;
             }
-            Err(_) => Vec::new(),
-        };
-        // Open another connection while the pool is below its size; the
-        // counter keeps concurrent callers from overshooting it.
-        let opening = self.mux_opening.fetch_add(1, Ordering::AcqRel);
-        if existing.len() + opening < self.max {
             let conn = self.mux_connect(deadline).await;
             let conn = match conn {
                 Ok(c) => {
@@ -533,20 +556,6 @@ impl Pool {
                 None => Err(self.mux_key_busy()),
             };
         }
-        self.mux_opening.fetch_sub(1, Ordering::AcqRel);
-        if existing.is_empty() {
-            // Others are opening the first connections: wait for them briefly.
-            tokio::time::sleep(Duration::from_millis(1)).await;
-            return Box::pin(self.mux_register(key, deadline)).await;
-        }
-        let start = self.mux_next.fetch_add(1, Ordering::Relaxed);
-        for i in 0..existing.len() {
-            let conn = &existing[(start + i) % existing.len()];
-            if let Some(rx) = conn.shared.register(key) {
-                return Ok((conn.clone(), rx));
-            }
-        }
-        Err(self.mux_key_busy())
     }
 
     fn mux_key_busy(&self) -> CallError {
@@ -566,9 +575,15 @@ impl Pool {
         let shared = Arc::new(MuxShared::new(self.stats.mux.clone()));
         let (tx, mut rx) = mpsc::channel::<Bytes>(1024);
         let mut writer = FramedWrite::new(w, self.codec);
+        // Requests queue up to this much before a write is forced mid-batch.
+        writer.set_backpressure_boundary(MUX_BATCH_BYTES);
         let wshared = shared.clone();
         tokio::spawn(async move {
             while let Some(first) = rx.recv().await {
+                // Let the other callers that are ready in this turn of the
+                // scheduler queue their requests first: one write carries
+                // them all, instead of one write per request.
+                tokio::task::yield_now().await;
                 let mut ok = writer.feed(first).await.is_ok();
                 while ok {
                     match rx.try_recv() {
@@ -582,7 +597,8 @@ impl Pool {
                 }
             }
         });
-        let mut reader = FramedRead::new(r, self.codec);
+        // A big read buffer takes a whole batch of answers in one read.
+        let mut reader = FramedRead::with_capacity(r, self.codec, MUX_BATCH_BYTES);
         let rshared = shared.clone();
         let key = self.mux_key.clone();
         let id = self.id.clone();
@@ -621,6 +637,47 @@ impl Pool {
     }
 }
 
+/// How many request bytes a multiplexed connection gathers into one write,
+/// and how big a read of answers may be.
+const MUX_BATCH_BYTES: usize = 64 * 1024;
+
+/// A multiplex key, channel and SeqNo without padding: kept inline, so
+/// matching an answer allocates nothing for the usual header widths.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct MuxId {
+    buf: [u8; MUX_ID_MAX],
+    len: u8,
+}
+
+/// Channel plus SeqNo, with a separator; wider keys are refused (GW0001).
+const MUX_ID_MAX: usize = 64;
+
+impl MuxId {
+    fn new(channel: &[u8], seq: &[u8]) -> Option<MuxId> {
+        let len = channel.len() + 1 + seq.len();
+        if len > MUX_ID_MAX {
+            return None;
+        }
+        let mut buf = [0u8; MUX_ID_MAX];
+        buf[..channel.len()].copy_from_slice(channel);
+        buf[channel.len() + 1..len].copy_from_slice(seq);
+        Some(MuxId {
+            buf,
+            len: len as u8,
+        })
+    }
+}
+
+impl std::fmt::Debug for MuxId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "MuxId({:?})",
+            String::from_utf8_lossy(&self.buf[..self.len as usize])
+        )
+    }
+}
+
 /// One multiplexed connection: a writer task fed by `tx`, a reader task
 /// that hands each answer to the waiter registered under its key.
 #[derive(Debug)]
@@ -638,10 +695,19 @@ const EXPIRED_KEPT: usize = 4096;
 /// waiters by key, the keys that timed out, and whether it is alive.
 #[derive(Debug)]
 struct MuxShared {
-    pending: Mutex<HashMap<Box<[u8]>, oneshot::Sender<Bytes>>>,
-    expired: Mutex<VecDeque<Box<[u8]>>>,
+    table: Mutex<MuxTable>,
     alive: AtomicBool,
     counters: Arc<MuxCounters>,
+}
+
+/// Waiters and timed-out keys under one lock: each request and each answer
+/// takes it once.
+#[derive(Debug, Default)]
+struct MuxTable {
+    pending: HashMap<MuxId, oneshot::Sender<Bytes>>,
+    expired: HashSet<MuxId>,
+    /// `expired` in the order the keys timed out, oldest first, to bound it.
+    expired_order: VecDeque<MuxId>,
 }
 
 /// Counters of answers that found no waiter.
@@ -654,52 +720,52 @@ pub struct MuxCounters {
 impl MuxShared {
     fn new(counters: Arc<MuxCounters>) -> Self {
         MuxShared {
-            pending: Mutex::new(HashMap::new()),
-            expired: Mutex::new(VecDeque::new()),
+            table: Mutex::new(MuxTable::default()),
             alive: AtomicBool::new(true),
             counters,
         }
     }
-}
 
-impl MuxShared {
-    fn register(&self, key: &[u8]) -> Option<oneshot::Receiver<Bytes>> {
+    fn register(&self, key: &MuxId) -> Option<oneshot::Receiver<Bytes>> {
         if !self.alive.load(Ordering::Acquire) {
             return None;
         }
-        if self
-            .expired
-            .lock()
-            .map(|e| e.iter().any(|k| &k[..] == key))
-            .unwrap_or(true)
-        {
-            return None;
-        }
-        let mut pending = self.pending.lock().ok()?;
-        if pending.contains_key(key) {
+        let mut t = self.table.lock().ok()?;
+        if t.expired.contains(key) || t.pending.contains_key(key) {
             return None;
         }
         let (tx, rx) = oneshot::channel();
-        pending.insert(key.into(), tx);
+        t.pending.insert(*key, tx);
         Some(rx)
     }
 
-    fn take(&self, key: &[u8]) -> Option<oneshot::Sender<Bytes>> {
-        self.pending.lock().ok()?.remove(key)
+    fn take(&self, key: &MuxId) -> Option<oneshot::Sender<Bytes>> {
+        self.table.lock().ok()?.pending.remove(key)
     }
 
-    fn expire(&self, key: &[u8]) {
-        self.take(key);
-        if let Ok(mut e) = self.expired.lock() {
-            if e.len() >= EXPIRED_KEPT {
-                e.pop_front();
+    fn expire(&self, key: MuxId) {
+        let Ok(mut t) = self.table.lock() else { return };
+        t.pending.remove(&key);
+        if t.expired.insert(key) {
+            t.expired_order.push_back(key);
+            if t.expired_order.len() > EXPIRED_KEPT {
+                if let Some(old) = t.expired_order.pop_front() {
+                    t.expired.remove(&old);
+                }
             }
-            e.push_back(key.into());
         }
     }
 
-    fn deliver(&self, key: &[u8], answer: Bytes) {
-        match self.take(key) {
+    fn deliver(&self, key: &MuxId, answer: Bytes) {
+        let (waiter, late) = match self.table.lock() {
+            Ok(mut t) => {
+                let w = t.pending.remove(key);
+                let late = w.is_none() && t.expired.contains(key);
+                (w, late)
+            }
+            Err(_) => (None, false),
+        };
+        match waiter {
             Some(waiter) => {
                 if waiter.send(answer).is_err() {
                     // The waiter gave up between the lookup and now.
@@ -707,11 +773,6 @@ impl MuxShared {
                 }
             }
             None => {
-                let late = self
-                    .expired
-                    .lock()
-                    .map(|e| e.iter().any(|k| &k[..] == key))
-                    .unwrap_or(false);
                 let counter = if late {
                     &self.counters.late
                 } else {
@@ -728,9 +789,9 @@ impl MuxShared {
 
     fn close(&self) {
         self.alive.store(false, Ordering::Release);
-        if let Ok(mut p) = self.pending.lock() {
+        if let Ok(mut t) = self.table.lock() {
             // Dropping the senders tells every waiter the connection is gone.
-            p.clear();
+            t.pending.clear();
         }
     }
 }

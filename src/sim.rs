@@ -13,7 +13,7 @@ use crate::header::{trim, HeaderSpec, Role};
 use crate::schema::Schema;
 use crate::snapshot::Snapshot;
 use bytes::Bytes;
-use futures::{SinkExt, StreamExt};
+use futures::{FutureExt, SinkExt, StreamExt};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -22,6 +22,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+/// Answers gathered before a write is forced mid-batch.
+const BATCH_BYTES: usize = 64 * 1024;
 
 /// One code the simulator answers.
 #[derive(Debug)]
@@ -274,28 +277,47 @@ impl Simulator {
     async fn serve_conn(&self, stream: TcpStream, stop: CancellationToken) {
         let _ = stream.set_nodelay(true);
         let mut framed = Framed::new(stream, self.codec);
+        framed.set_backpressure_boundary(BATCH_BYTES);
         loop {
             let frame = tokio::select! {
                 _ = stop.cancelled() => return,
                 f = framed.next() => f,
             };
-            let Some(Ok(req)) = frame else { return };
-            if let Some(r) = &self.received {
-                if let Ok(mut v) = r.lock() {
-                    v.push(req.clone());
+            let mut next = frame;
+            // Answer every request that is already here, then flush once: a
+            // pipelining caller (a multiplexed pool) gets one write per batch.
+            loop {
+                let Some(Ok(req)) = next else {
+                    let _ = framed.flush().await;
+                    return;
+                };
+                let answer = self.respond(req).await;
+                if framed.feed(answer).await.is_err() {
+                    return;
+                }
+                match framed.next().now_or_never() {
+                    Some(more) => next = more,
+                    None => break,
                 }
             }
-            let answer = if req.is_empty() {
-                Bytes::new()
-            } else {
-                if !self.delay.is_zero() {
-                    tokio::time::sleep(self.delay).await;
-                }
-                self.answer(&req)
-            };
-            if framed.send(answer).await.is_err() {
+            if framed.flush().await.is_err() {
                 return;
             }
         }
+    }
+
+    async fn respond(&self, req: Bytes) -> Bytes {
+        if let Some(r) = &self.received {
+            if let Ok(mut v) = r.lock() {
+                v.push(req.clone());
+            }
+        }
+        if req.is_empty() {
+            return Bytes::new();
+        }
+        if !self.delay.is_zero() {
+            tokio::time::sleep(self.delay).await;
+        }
+        self.answer(&req)
     }
 }
