@@ -329,6 +329,8 @@ impl RawConfig {
 pub struct Overrides {
     /// `(None, n)` sets every backend; `(Some(id), n)` one backend.
     pub pool_max: Vec<(Option<String>, usize)>,
+    /// `(None, mode)` sets every backend; `(Some(id), mode)` one backend.
+    pub pool_mode: Vec<(Option<String>, BackendMode)>,
     pub pool_min_idle: Option<usize>,
     pub pool_idle_timeout_ms: Option<u64>,
     pub connect_timeout_ms: Option<u64>,
@@ -342,16 +344,13 @@ impl RawConfig {
     /// backend is an error, not silently ignored.
     pub fn apply(&mut self, o: &Overrides) -> Result<(), String> {
         for (id, n) in &o.pool_max {
-            match id {
-                None => self.backends.iter_mut().for_each(|b| b.pool.max = *n),
-                Some(id) => {
-                    let b = self
-                        .backends
-                        .iter_mut()
-                        .find(|b| &b.id == id)
-                        .ok_or_else(|| format!("--pool-max names unknown backend {id}"))?;
-                    b.pool.max = *n;
-                }
+            for b in self.backends_named("--pool-max", id.as_deref())? {
+                b.pool.max = *n;
+            }
+        }
+        for (id, mode) in &o.pool_mode {
+            for b in self.backends_named("--pool-mode", id.as_deref())? {
+                b.mode = *mode;
             }
         }
         for b in &mut self.backends {
@@ -378,6 +377,45 @@ impl RawConfig {
     }
 }
 
+impl RawConfig {
+    /// The backends an override applies to: all of them, or the one named.
+    fn backends_named(
+        &mut self,
+        flag: &str,
+        id: Option<&str>,
+    ) -> Result<Vec<&mut BackendConfig>, String> {
+        let picked: Vec<&mut BackendConfig> = self
+            .backends
+            .iter_mut()
+            .filter(|b| id.is_none_or(|id| b.id == id))
+            .collect();
+        match id {
+            Some(id) if picked.is_empty() => Err(format!("{flag} names unknown backend {id}")),
+            _ => Ok(picked),
+        }
+    }
+}
+
+/// Parses `--pool-mode` values: `MODE` or `BACKEND=MODE`, MODE one of
+/// long, short, multiplex.
+pub fn parse_pool_mode(s: &str) -> Result<(Option<String>, BackendMode), String> {
+    let (id, m) = match s.split_once('=') {
+        Some((id, m)) => (Some(id.trim().to_string()), m),
+        None => (None, s),
+    };
+    let mode = match m.trim() {
+        "long" => BackendMode::Long,
+        "short" => BackendMode::Short,
+        "multiplex" => BackendMode::Multiplex,
+        _ => {
+            return Err(format!(
+                "\"{s}\": expected MODE or BACKEND=MODE, MODE one of long, short, multiplex"
+            ))
+        }
+    };
+    Ok((id, mode))
+}
+
 /// Parses `--pool-max` values: `N` or `BACKEND=N`.
 pub fn parse_pool_max(s: &str) -> Result<(Option<String>, usize), String> {
     let (id, n) = match s.split_once('=') {
@@ -392,4 +430,65 @@ pub fn parse_pool_max(s: &str) -> Result<(Option<String>, usize), String> {
         return Err(format!("\"{s}\": a pool needs at least 1 connection"));
     }
     Ok((id, n))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shipped() -> RawConfig {
+        let text =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/gateway.toml")).unwrap();
+        toml::from_str(&text).unwrap()
+    }
+
+    fn mode_of(raw: &RawConfig, id: &str) -> BackendMode {
+        raw.backends.iter().find(|b| b.id == id).unwrap().mode
+    }
+
+    #[test]
+    fn pool_mode_override_sets_one_backend_or_all() {
+        let mut raw = shipped();
+        let one = Overrides {
+            pool_mode: vec![parse_pool_mode("SCF=multiplex").unwrap()],
+            ..Overrides::default()
+        };
+        raw.apply(&one).unwrap();
+        assert_eq!(mode_of(&raw, "SCF"), BackendMode::Multiplex);
+        assert_eq!(mode_of(&raw, "IBP"), BackendMode::Long);
+        let all = Overrides {
+            pool_mode: vec![parse_pool_mode("short").unwrap()],
+            ..Overrides::default()
+        };
+        raw.apply(&all).unwrap();
+        assert!(raw.backends.iter().all(|b| b.mode == BackendMode::Short));
+    }
+
+    #[test]
+    fn pool_overrides_naming_an_unknown_backend_are_refused() {
+        let mut raw = shipped();
+        for o in [
+            Overrides {
+                pool_mode: vec![parse_pool_mode("NOPE=long").unwrap()],
+                ..Overrides::default()
+            },
+            Overrides {
+                pool_max: vec![parse_pool_max("NOPE=4").unwrap()],
+                ..Overrides::default()
+            },
+        ] {
+            let e = raw.apply(&o).unwrap_err();
+            assert!(e.contains("unknown backend NOPE"), "{e}");
+        }
+    }
+
+    #[test]
+    fn pool_mode_values_are_checked() {
+        assert_eq!(
+            parse_pool_mode(" SCF = long ").unwrap(),
+            (Some("SCF".to_string()), BackendMode::Long)
+        );
+        let e = parse_pool_mode("SCF=fast").unwrap_err();
+        assert!(e.contains("long, short, multiplex"), "{e}");
+    }
 }

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-use txgate::config::{parse_pool_max, Overrides};
+use txgate::config::{parse_pool_max, parse_pool_mode, BackendMode, Overrides};
 use txgate::frame::Framing;
 use txgate::header::HeaderSpec;
 
@@ -77,6 +77,11 @@ struct TuneArgs {
     /// Pool size: N for every backend, or BACKEND=N for one (repeatable).
     #[arg(long, value_parser = parse_pool_max)]
     pool_max: Vec<(Option<String>, usize)>,
+    /// Backend mode: MODE for every backend, or BACKEND=MODE for one
+    /// (repeatable); MODE is long, short or multiplex. Multiplex needs a
+    /// backend that answers pipelined requests and echoes channel and SeqNo.
+    #[arg(long, value_parser = parse_pool_mode, value_name = "[BACKEND=]MODE")]
+    pool_mode: Vec<(Option<String>, BackendMode)>,
     /// Idle connections kept warm per backend.
     #[arg(long)]
     pool_min_idle: Option<usize>,
@@ -101,6 +106,7 @@ impl TuneArgs {
     fn overrides(&self) -> Overrides {
         Overrides {
             pool_max: self.pool_max.clone(),
+            pool_mode: self.pool_mode.clone(),
             pool_min_idle: self.pool_min_idle,
             pool_idle_timeout_ms: self.pool_idle_timeout,
             connect_timeout_ms: self.connect_timeout,

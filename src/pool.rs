@@ -837,3 +837,151 @@ async fn exchange(
         Err(_) => Err(Exchange::TimedOut),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    fn mux_pool(addr: SocketAddr) -> Pool {
+        let cfg: BackendConfig = toml::from_str(&format!(
+            "id = \"T\"\nname = \"t\"\naddress = \"{addr}\"\nmode = \"multiplex\"\npool = {{ max = 1 }}"
+        ))
+        .unwrap();
+        Pool::new(
+            &cfg,
+            addr,
+            1 << 20,
+            MuxKey {
+                channel: 0..6,
+                seq: 6..26,
+            },
+        )
+    }
+
+    /// An ascii8 frame whose body starts with channel (6) and SeqNo (20).
+    fn frame(seq: usize) -> Bytes {
+        let body = format!("CUS   {seq:<20}{}", "x".repeat(200));
+        Bytes::from(format!("{:08}{body}", body.len()))
+    }
+
+    /// Echoes every frame back and reports how many frames each read held.
+    async fn echo_counting(listener: TcpListener, reads: mpsc::UnboundedSender<usize>) {
+        let (mut s, _) = listener.accept().await.unwrap();
+        let mut buf = Vec::new();
+        let mut chunk = vec![0u8; 1 << 20];
+        loop {
+            let n = s.read(&mut chunk).await.unwrap();
+            if n == 0 {
+                return;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            let mut frames = 0;
+            let mut used = 0;
+            while buf.len() - used >= 8 {
+                let len: usize = std::str::from_utf8(&buf[used..used + 8])
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                if buf.len() - used < 8 + len {
+                    break;
+                }
+                used += 8 + len;
+                frames += 1;
+            }
+            s.write_all(&buf[..used]).await.unwrap();
+            buf.drain(..used);
+            let _ = reads.send(frames);
+        }
+    }
+
+    // One worker, callers as separate tasks: as `serve --workers 1` runs them.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn multiplex_sends_requests_ready_together_in_one_write() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let pool = Arc::new(mux_pool(listener.local_addr().unwrap()));
+        let (tx, mut reads) = mpsc::unbounded_channel();
+        tokio::spawn(echo_counting(listener, tx));
+        let timeout = Duration::from_secs(5);
+        // The first request opens the connection.
+        let first = frame(0);
+        assert_eq!(pool.call(&first, timeout).await.unwrap(), first);
+        assert_eq!(reads.recv().await, Some(1));
+        // Twenty caller tasks ready in the same turn share one write. They
+        // are spawned from the worker, so none runs before all exist.
+        let spawner = tokio::spawn(async move {
+            let callers: Vec<_> = (1..=20)
+                .map(|seq| {
+                    let pool = pool.clone();
+                    tokio::spawn(async move {
+                        let m = frame(seq);
+                        let a = pool.call(&m, timeout).await.unwrap();
+                        assert_eq!(a, m, "each caller gets its own answer");
+                    })
+                })
+                .collect();
+            for c in callers {
+                c.await.unwrap();
+            }
+        });
+        spawner.await.unwrap();
+        let mut got = 0;
+        let mut batches = 0;
+        while got < 20 {
+            got += reads.recv().await.unwrap();
+            batches += 1;
+        }
+        assert_eq!(
+            batches, 1,
+            "20 requests ready together went out in {batches} writes"
+        );
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn multiplex_late_answer_is_counted_and_its_key_refused() {
+        // A backend that never answers the first request.
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let pool = mux_pool(listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut held = vec![0u8; 1 << 16];
+            let n = s.read(&mut held).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            // The answer arrives after the caller gave up.
+            s.write_all(&held[..n]).await.unwrap();
+            let mut rest = vec![0u8; 1 << 16];
+            while s.read(&mut rest).await.unwrap_or(0) > 0 {}
+        });
+        let msg = frame(7);
+        let e = pool
+            .call(&msg, Duration::from_millis(50))
+            .await
+            .unwrap_err();
+        assert_eq!(e.error.code, RspCode::BackendTimeout);
+        // The same channel and SeqNo again: refused, never matched to the late answer.
+        let again = pool
+            .call(&msg, Duration::from_millis(50))
+            .await
+            .unwrap_err();
+        assert_eq!(again.error.code, RspCode::Busy);
+        let counted = async {
+            while pool.late_answers() == 0 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(5), counted)
+            .await
+            .expect("the late answer is counted");
+        assert_eq!(pool.late_answers(), 1);
+        assert_eq!(pool.unmatched_answers(), 0);
+    }
+
+    #[test]
+    fn mux_id_refuses_keys_wider_than_it_holds() {
+        assert!(MuxId::new(b"CUS", b"0001").is_some());
+        assert!(MuxId::new(&[b'A'; 32], &[b'1'; 31]).is_some());
+        assert!(MuxId::new(&[b'A'; 32], &[b'1'; 32]).is_none());
+        assert_ne!(MuxId::new(b"CU", b"S1"), MuxId::new(b"CUS", b"1"));
+    }
+}

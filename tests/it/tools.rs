@@ -74,6 +74,41 @@ async fn replay_passes_on_every_shipped_fixture_through_the_gateway() {
     gw.stop().await;
 }
 
+/// The tuning ops may pick for the 2969 load (`--pool-mode multiplex`):
+/// every fixture still gets its own answer when all callers share one
+/// multiplexed connection per backend.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_passes_on_every_shipped_fixture_over_one_multiplexed_connection_per_backend() {
+    let mut raw = shipped_config();
+    let tuned = txgate::config::Overrides {
+        pool_mode: vec![txgate::config::parse_pool_mode("multiplex").expect("mode")],
+        pool_max: vec![txgate::config::parse_pool_max("1").expect("max")],
+        ..Default::default()
+    };
+    raw.apply(&tuned).expect("overrides apply");
+    let gw = TestGateway::start_with(raw).await;
+    let all = fixtures();
+    let mut cfg = ReplayConfig::new(gw.addr, header(), schemas().clone(), all.clone());
+    cfg.concurrency = 8;
+    cfg.timeout = WAIT;
+    let outcomes = replay::replay(&cfg).await;
+    let table = replay::render_table(&outcomes);
+    assert!(
+        outcomes.iter().all(|o| o.verdict == Verdict::Pass),
+        "{table}"
+    );
+    let snap = gw.gateway.snapshot();
+    for id in ["SCF", "IBP", "NET", "CLS"] {
+        let pool = &snap.backends[id].pool;
+        assert_eq!(pool.mode(), txgate::config::BackendMode::Multiplex, "{id}");
+        assert!(
+            pool.idle_count() <= 1,
+            "{id} opened more than one connection"
+        );
+    }
+    gw.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replay_names_the_field_that_differs_and_ignores_unpinned_volatile_fields() {
     let (addr, stop) = simulated_scf().await;
