@@ -6,6 +6,10 @@
 #   direct   txgate bench → simulator
 #   HAProxy  txgate bench → HAProxy (TCP mode) → simulator
 #   txgate   txgate bench → txgate serve (real config, no --simulate) → simulator
+#   txgate-mux  the same gateway tuned with --pool-mode SCF=multiplex
+#            --pool-max SCF=1: every caller's requests share one pipelined
+#            connection to SCF, written in batches (needs a backend that
+#            answers pipelined requests and echoes channel and SeqNo)
 #
 # each with long (persistent) and short (one per request) caller
 # connections, 64 connections, ROUNDS rounds interleaved (the order of the
@@ -23,6 +27,8 @@
 # GW_FLAGS (extra `txgate serve` flags, e.g. "--pool-max SCF=32" or
 # "--no-journal"; default "--workers 1": on this 2-core box the generator and the
 # simulator share the cores, and one worker saves the cross-thread wake-ups),
+# GW_MUX_FLAGS (the txgate-mux gateway's flags; default "--workers 1
+# --pool-mode SCF=multiplex --pool-max SCF=1"), MUX=0 (skip txgate-mux),
 # PERF=1 (one extra gateway run under `perf record -g`, report in out/),
 # README=0 (leave README.md alone), CARGO, CARGO_TARGET_DIR.
 set -euo pipefail
@@ -42,6 +48,8 @@ MODES=${MODES:-long short}
 # the same ~14k connections/s whatever the target. SHORT_FLAGS= for FIN.
 SHORT_FLAGS=${SHORT_FLAGS---rst-close}
 GW_FLAGS=${GW_FLAGS---workers 1}
+GW_MUX_FLAGS=${GW_MUX_FLAGS---workers 1 --pool-mode SCF=multiplex --pool-max SCF=1}
+MUX=${MUX:-1}
 FIXTURE=fixtures/2969/disbursed.toml
 OUT=$ROOT/out
 RUNS=$OUT/bench-2969
@@ -149,18 +157,30 @@ awk -v root="$ROOT" -v sim="$SIM_ADDR" '
 ' gateway.toml >"$WORK/gateway.toml"
 grep -q "address = \"$SIM_ADDR\"" "$WORK/gateway.toml" || { say "could not point SCF at the simulator"; exit 1; }
 "$BIN" check --config "$WORK/gateway.toml" >/dev/null
-# shellcheck disable=SC2086
 # As shipped (journal on, info logs), but the admin port on a free port and
-# the journal in the temp folder.
-JOURNAL_FLAG=(--journal "$WORK/journal.jsonl")
-case " $GW_FLAGS " in *" --no-journal "*) JOURNAL_FLAG=() ;; esac
-"$BIN" serve --config "$WORK/gateway.toml" --listen 127.0.0.1:0 \
-    --admin 127.0.0.1:0 "${JOURNAL_FLAG[@]}" $GW_FLAGS \
-    >"$WORK/gw.out" 2>"$WORK/gw.err" &
-GW_PID=$!
-PIDS+=("$GW_PID")
-GW_ADDR=$(wait_line "$WORK/gw.out" "READY main" "$GW_PID")
-say "txgate on $GW_ADDR (pid $GW_PID) ${GW_FLAGS:+with $GW_FLAGS}"
+# the journal in the temp folder. start_gateway NAME FLAGS sets GW_PID and
+# GW_ADDR.
+start_gateway() {
+    local name=$1 flags=$2 journal=(--journal "$WORK/journal-$1.jsonl")
+    case " $flags " in *" --no-journal "*) journal=() ;; esac
+    # shellcheck disable=SC2086
+    "$BIN" serve --config "$WORK/gateway.toml" --listen 127.0.0.1:0 \
+        --admin 127.0.0.1:0 "${journal[@]}" $flags \
+        >"$WORK/$name.out" 2>"$WORK/$name.err" &
+    GW_PID=$!
+    PIDS+=("$GW_PID")
+    GW_ADDR=$(wait_line "$WORK/$name.out" "READY main" "$GW_PID")
+    say "$name on $GW_ADDR (pid $GW_PID) ${flags:+with $flags}"
+}
+start_gateway txgate "$GW_FLAGS"
+SETUPS=(direct HAProxy txgate)
+if [ "$MUX" = 1 ]; then
+    TXGATE_PID=$GW_PID TXGATE_ADDR=$GW_ADDR
+    start_gateway txgate-mux "$GW_MUX_FLAGS"
+    MUX_PID=$GW_PID MUX_ADDR=$GW_ADDR
+    GW_PID=$TXGATE_PID GW_ADDR=$TXGATE_ADDR
+    SETUPS+=(txgate-mux)
+fi
 
 # ---- HAProxy in front of the same simulator
 HA_PORT=$(free_port)
@@ -195,15 +215,15 @@ one_run() {
     ' "$WORK/run.txt" >&2
 }
 
-SETUPS=(direct HAProxy txgate)
-addr_of() { case $1 in direct) echo "$SIM_ADDR" ;; HAProxy) echo "$HA_ADDR" ;; txgate) echo "$GW_ADDR" ;; esac; }
-pid_of() { case $1 in direct) echo "" ;; HAProxy) echo "$HA_PID" ;; txgate) echo "$GW_PID" ;; esac; }
+addr_of() { case $1 in direct) echo "$SIM_ADDR" ;; HAProxy) echo "$HA_ADDR" ;; txgate) echo "$GW_ADDR" ;; txgate-mux) echo "$MUX_ADDR" ;; esac; }
+pid_of() { case $1 in direct) echo "" ;; HAProxy) echo "$HA_PID" ;; txgate) echo "$GW_PID" ;; txgate-mux) echo "$MUX_PID" ;; esac; }
 
-say "$ROUNDS rounds × {$MODES} × {direct, HAProxy, txgate}, $CONNS connections, warm-up $WARMUP + $DURATION each"
+N_SETUPS=${#SETUPS[@]}
+say "$ROUNDS rounds × {$MODES} × {${SETUPS[*]}}, $CONNS connections, warm-up $WARMUP + $DURATION each"
 for round in $(seq "$ROUNDS"); do
     for mode in $MODES; do
-        for k in 0 1 2; do
-            setup=${SETUPS[$(((k + round - 1) % 3))]}
+        for k in $(seq 0 $((N_SETUPS - 1))); do
+            setup=${SETUPS[$(((k + round - 1) % N_SETUPS))]}
             one_run "$setup" "$(addr_of "$setup")" "$mode" "$round" "$(pid_of "$setup")"
         done
     done
@@ -239,7 +259,11 @@ if [ "${PERF:-0}" = 1 ] && command -v perf >/dev/null 2>&1; then
 fi
 
 # ---- the summary
-"$BIN" bench --summarize "$RUNS"/direct-*.json "$RUNS"/HAProxy-*.json "$RUNS"/txgate-*.json \
+shopt -s nullglob
+MUX_RUNS=()
+[ "$MUX" = 1 ] && MUX_RUNS=("$RUNS"/txgate-mux-*.json)
+"$BIN" bench --summarize "$RUNS"/direct-*.json "$RUNS"/HAProxy-*.json "$RUNS"/txgate-long-*.json \
+    "$RUNS"/txgate-short-*.json "${MUX_RUNS[@]}" \
     --baseline HAProxy \
     --json "$OUT/bench-2969.json" --report "$OUT/bench-2969.html" \
     --markdown "$OUT/bench-2969.md" >"$WORK/summary.txt"

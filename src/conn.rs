@@ -168,27 +168,43 @@ pub async fn serve(
             }
         }
     }
-    let _ = tokio::time::timeout(limits.write_timeout, writer.close()).await;
+    // Every answer is flushed by now: dropping the socket sends the FIN. Only
+    // the linger needs the write side shut first, to keep reading after it.
     if linger {
-        // Our FIN is sent; read and discard what the caller still sends, for
-        // a bounded time and amount, so the close is graceful.
-        let mut rest = reader.into_inner();
-        let mut scratch = [0u8; 8192];
-        let mut budget: usize = 16 << 20;
-        let drain = async {
-            use tokio::io::AsyncReadExt;
-            while let Ok(n) = rest.read(&mut scratch).await {
-                if n == 0 || n >= budget {
-                    break;
-                }
-                budget -= n;
+        let _ = tokio::time::timeout(limits.write_timeout, writer.close()).await;
+        // Boxed: its buffer would otherwise sit in every connection's future,
+        // and be copied on every spawn.
+        Box::pin(linger_close(
+            reader.into_inner(),
+            limits,
+            shutdown.stop.clone(),
+        ))
+        .await;
+    }
+}
+
+/// After our FIN, reads and discards what the caller still sends, for a
+/// bounded time and amount, so the close is graceful.
+async fn linger_close(
+    mut rest: tokio::net::tcp::OwnedReadHalf,
+    limits: CallerLimits,
+    stop: CancellationToken,
+) {
+    let mut scratch = vec![0u8; 8192];
+    let mut budget: usize = 16 << 20;
+    let drain = async {
+        use tokio::io::AsyncReadExt;
+        while let Ok(n) = rest.read(&mut scratch).await {
+            if n == 0 || n >= budget {
+                break;
             }
-        };
-        let linger_for = limits.write_timeout.min(Duration::from_secs(2));
-        tokio::select! {
-            _ = tokio::time::timeout(linger_for, drain) => {}
-            _ = shutdown.stop.cancelled() => {}
+            budget -= n;
         }
+    };
+    let linger_for = limits.write_timeout.min(Duration::from_secs(2));
+    tokio::select! {
+        _ = tokio::time::timeout(linger_for, drain) => {}
+        _ = stop.cancelled() => {}
     }
 }
 

@@ -177,13 +177,13 @@ async fn accept_loop(
         let span = tracing::debug_span!("conn", listener = %listener.name, peer = %peer);
         let gw = gw.clone();
         let shutdown = shutdown.clone();
-        tracker.spawn(tracing::Instrument::instrument(
-            async move {
-                conn::serve(gw.clone(), caller, codec, limits, stream, shutdown).await;
-                gw.observers().iter().for_each(|o| o.on_connection(false));
-                drop(permit);
-            },
-            span,
-        ));
+        // Boxed once here, so that spawning moves a pointer, not the whole
+        // connection state (short-connection callers pay this per message).
+        let serve = Box::pin(async move {
+            conn::serve(gw.clone(), caller, codec, limits, stream, shutdown).await;
+            gw.observers().iter().for_each(|o| o.on_connection(false));
+            drop(permit);
+        });
+        tracker.spawn(tracing::Instrument::instrument(serve, span));
     }
 }

@@ -151,7 +151,14 @@ fn quick_ok(layout: &Layout, mut input: &[u8]) -> bool {
             continue;
         }
         if !f.values.is_empty() {
-            // Enumerations are compared as text, decoded on the stack.
+            // ASCII is the same in GBK and UTF-8: compare the bytes as they are.
+            if value.is_ascii() {
+                if !f.values.iter().any(|v| v.as_bytes() == value) {
+                    return false;
+                }
+                continue;
+            }
+            // Other enumerations are compared as text, decoded on the stack.
             let mut buf = [0u8; 192];
             let Some(text) = gbk::decode_into(value, &mut buf) else {
                 return false;
