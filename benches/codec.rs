@@ -11,17 +11,29 @@
 //!   such as `--test-threads`);
 //! - `TXGATE_CALLGRIND=OP:N` (`benches/callgrind.sh`): OP repeated N times
 //!   and nothing else, for instruction counts under valgrind.
+//!
+//! The `journal` group measures the transaction journal's per-record work
+//! on the 2969 request: `capture` (what the message path copies before
+//! queueing) and `render` (the JSON line the writer thread appends), with
+//! the shipped `[journal]` settings, and `render_body` with body fields and
+//! the masked body as well.
 #![forbid(unsafe_code)]
 
 use bytes::{Bytes, BytesMut};
 use criterion::{black_box, BatchSize, Criterion, Throughput};
+use std::net::SocketAddr;
 use std::path::Path;
+use std::time::{Duration, SystemTime};
 use tokio_util::codec::Decoder;
 use txgate::body::{self, fixed, xml, Record};
+use txgate::config::RawConfig;
 use txgate::fixture::Fixture;
 use txgate::frame::{FrameCodec, Framing};
 use txgate::header::HeaderSpec;
+use txgate::journal::{BodyMode, JournalConfig, JournalRecord, RenderBench};
+use txgate::observe::TxnEvent;
 use txgate::schema::Schema;
+use txgate::snapshot::Snapshot;
 
 /// The messages and layouts every benchmark works on, built once.
 struct Msgs {
@@ -35,6 +47,44 @@ struct Msgs {
     xml: Vec<u8>,
     head: Vec<(String, String)>,
     body: Record,
+    /// The fixed 2969 request, as the journal sees it.
+    request: Vec<u8>,
+    peer: SocketAddr,
+    time: SystemTime,
+    /// The journal with the shipped settings, and with body fields and the masked body.
+    journal: RenderBench,
+    journal_body: RenderBench,
+}
+
+/// The event the gateway reports for a 2969 answered by SCF.
+fn txn_event(m: &Msgs) -> TxnEvent<'_> {
+    event_of(&m.request, &m.schema, m.peer, m.time)
+}
+
+fn event_of<'a>(
+    request: &'a [u8],
+    schema: &'a Schema,
+    peer: SocketAddr,
+    time: SystemTime,
+) -> TxnEvent<'a> {
+    TxnEvent {
+        time,
+        listener: "main",
+        peer,
+        channel: b"CUS",
+        code: b"2969",
+        seq: b"CUS20261204000000001",
+        date: b"20261204",
+        dest: b"SCF",
+        backend: Some("SCF"),
+        latency: Duration::from_micros(850),
+        rsp_code: "000000",
+        bytes_in: request.len() + 8,
+        bytes_out: 626,
+        error: None,
+        request,
+        schema: Some(schema),
+    }
 }
 
 fn msgs() -> Msgs {
@@ -66,6 +116,23 @@ fn msgs() -> Msgs {
         .unwrap_or_else(|e| panic!("values: {e}"));
     let body = fixed::decode(&schema.response, &fixed, header.length())
         .unwrap_or_else(|e| panic!("decode: {e}"));
+    let raw = RawConfig::load(&root.join("gateway.toml")).unwrap_or_else(|e| panic!("{e}"));
+    let shipped = raw.journal.clone();
+    let snap = Snapshot::build(raw, None).unwrap_or_else(|e| panic!("{e}"));
+    let peer: SocketAddr = "10.12.201.37:52814"
+        .parse()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let time = SystemTime::now();
+    let journal_of = |cfg: &JournalConfig| {
+        RenderBench::new(cfg, &snap, &event_of(&req, &schema, peer, time))
+            .unwrap_or_else(|e| panic!("journal: {e}"))
+    };
+    let journal = journal_of(&shipped);
+    let journal_body = journal_of(&JournalConfig {
+        body_fields: vec!["LoanAppNo".into(), "CustName".into()],
+        body: BodyMode::Masked,
+        ..shipped.clone()
+    });
     Msgs {
         header,
         schema,
@@ -74,11 +141,16 @@ fn msgs() -> Msgs {
         xml,
         head,
         body,
+        request: req,
+        peer,
+        time,
+        journal,
+        journal_body,
     }
 }
 
 /// The operations, by name, as the callgrind mode and the smoke test run them.
-const OPS: [&str; 10] = [
+const OPS: [&str; 13] = [
     "frame-decode",
     "header-check",
     "header-parse",
@@ -89,6 +161,9 @@ const OPS: [&str; 10] = [
     "xml-encode",
     "xml-to-fixed",
     "fixed-to-xml",
+    "journal-capture",
+    "journal-render",
+    "journal-render-body",
 ];
 
 /// Runs one operation once; returns a size so the optimizer keeps the work.
@@ -122,6 +197,17 @@ fn run_op(m: &Msgs, op: &str, out: &mut Vec<u8>) -> usize {
         }
         "xml-to-fixed" => body::xml_to_fixed(h, layout, black_box(&m.xml)).map_or(0, |v| v.len()),
         "fixed-to-xml" => body::fixed_to_xml(h, layout, black_box(&m.fixed)).map_or(0, |v| v.len()),
+        "journal-capture" => m.journal.capture(black_box(&txn_event(m))),
+        "journal-render" => {
+            out.clear();
+            m.journal.render(out);
+            out.len()
+        }
+        "journal-render-body" => {
+            out.clear();
+            m.journal_body.render(out);
+            out.len()
+        }
         _ => 0,
     }
 }
@@ -186,6 +272,29 @@ fn criterion_benches(c: &mut Criterion, m: &Msgs) {
         b.iter(|| body::fixed_to_xml(h, layout, black_box(&m.fixed)))
     });
     g.finish();
+
+    let mut g = c.benchmark_group("journal");
+    g.throughput(Throughput::Elements(1));
+    let event = txn_event(m);
+    g.bench_function("capture", |b| {
+        b.iter(|| m.journal.capture(black_box(&event)))
+    });
+    let mut out = Vec::with_capacity(1 << 16);
+    g.bench_function("render", |b| {
+        b.iter(|| {
+            out.clear();
+            m.journal.render(&mut out);
+            out.len()
+        })
+    });
+    g.bench_function("render_body", |b| {
+        b.iter(|| {
+            out.clear();
+            m.journal_body.render(&mut out);
+            out.len()
+        })
+    });
+    g.finish();
 }
 
 fn main() {
@@ -223,7 +332,16 @@ fn main() {
         for op in OPS {
             let n = run_op(&m, op, &mut out);
             assert!(n > 0, "{op} failed on the 2969 answer");
-            println!("  {op}: ok");
+            if op.starts_with("journal-render") {
+                // The line must read back as `txgate journal` reads it.
+                let line = String::from_utf8_lossy(&out);
+                if let Err(e) = serde_json::from_str::<JournalRecord>(&line) {
+                    panic!("{op}: {e}: {line}");
+                }
+                println!("  {op}: ok: {}", line.trim_end());
+            } else {
+                println!("  {op}: ok");
+            }
         }
         return;
     }
