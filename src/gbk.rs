@@ -102,27 +102,10 @@ fn first_unmapped(bytes: &[u8]) -> usize {
     0
 }
 
-/// Whether `bytes` are strict GBK, without allocating: the mapping is
-/// checked by decoding into a stack buffer, chunk by chunk.
+/// Whether `bytes` are strict GBK. The structure check is enough: every
+/// pair it accepts maps to a character (tested over all of them below).
 pub fn is_valid(bytes: &[u8]) -> bool {
-    if bytes.is_ascii() {
-        return true;
-    }
-    if check(bytes).is_err() {
-        return false;
-    }
-    let mut decoder = GBK.new_decoder_without_bom_handling();
-    let mut buf = [0u8; 512];
-    let mut src = bytes;
-    loop {
-        let (result, read, _) = decoder.decode_to_utf8_without_replacement(src, &mut buf, true);
-        src = &src[read..];
-        match result {
-            encoding_rs::DecoderResult::InputEmpty => return true,
-            encoding_rs::DecoderResult::OutputFull => continue,
-            encoding_rs::DecoderResult::Malformed(_, _) => return false,
-        }
-    }
+    bytes.is_ascii() || check(bytes).is_ok()
 }
 
 /// Decodes strict GBK into `buf` without allocating; `None` if the bytes
@@ -158,6 +141,30 @@ pub fn encode(text: &str) -> Result<Cow<'_, [u8]>, GbkError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `is_valid` trusts `check` alone: that holds only if every pair that
+    /// `check` accepts maps to a character in encoding_rs's GBK table.
+    #[test]
+    fn every_pair_check_accepts_maps_to_a_character() {
+        let mut accepted = 0;
+        for lead in 0x81..=0xFEu8 {
+            for trail in 0..=0xFFu8 {
+                let pair = [lead, trail];
+                let structural = check(&pair).is_ok();
+                let mapped = GBK
+                    .decode_without_bom_handling_and_without_replacement(&pair)
+                    .is_some();
+                if structural {
+                    accepted += 1;
+                    assert!(
+                        mapped,
+                        "{lead:02X} {trail:02X} passes check but maps to nothing"
+                    );
+                }
+            }
+        }
+        assert_eq!(accepted, 126 * 190);
+    }
 
     #[test]
     fn chinese_round_trips() {
