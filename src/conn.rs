@@ -59,7 +59,10 @@ pub async fn serve(
         .clamp(Duration::from_millis(10), Duration::from_secs(1));
     let timer = tokio::time::sleep(check);
     tokio::pin!(timer);
+    // Activity is noted as a flag and timed only when the timer fires: no
+    // clock read per message; an idle close comes at most one tick late.
     let mut last_activity = Instant::now();
+    let mut active = false;
     let mut partial_since: Option<Instant> = None;
     // After a bad length field the caller may still be writing: closing with
     // unread input sends a reset, which can destroy the answer in flight.
@@ -70,6 +73,10 @@ pub async fn serve(
     let mut waiting = Waiting::default();
     let hard = shutdown.hard.cancelled();
     tokio::pin!(hard);
+    // Made once: a new `cancelled()` future per loop turn takes the token's
+    // lock twice per message.
+    let stop = shutdown.stop.cancelled();
+    tokio::pin!(stop);
     let mut hard_done = false;
 
     loop {
@@ -79,7 +86,7 @@ pub async fn serve(
         tokio::select! {
             biased;
             Some((id, answer)) = in_flight.next() => {
-                last_activity = Instant::now();
+                active = true;
                 waiting.done(id);
                 if write_answers(&mut writer, answer, &mut in_flight, &mut waiting, limits.write_timeout).await.is_err() {
                     gw.stats.write_timeouts.fetch_add(1, Ordering::Relaxed);
@@ -88,7 +95,7 @@ pub async fn serve(
                 }
             }
             frame = reader.next(), if reading && in_flight.len() < limits.max_in_flight => {
-                last_activity = Instant::now();
+                active = true;
                 partial_since = None;
                 match frame {
                     None => reading = false,
@@ -128,7 +135,7 @@ pub async fn serve(
                     }
                 }
             }
-            _ = shutdown.stop.cancelled(), if reading => {
+            _ = &mut stop, if reading => {
                 reading = false;
             }
             _ = &mut hard, if !hard_done && !in_flight.is_empty() => {
@@ -150,6 +157,9 @@ pub async fn serve(
             }
             _ = &mut timer => {
                 let now = Instant::now();
+                if std::mem::take(&mut active) {
+                    last_activity = now;
+                }
                 if reader.read_buffer().is_empty() {
                     partial_since = None;
                     if in_flight.is_empty() && now - last_activity >= limits.idle_timeout {

@@ -643,7 +643,7 @@ const MUX_BATCH_BYTES: usize = 64 * 1024;
 
 /// A multiplex key, channel and SeqNo without padding: kept inline, so
 /// matching an answer allocates nothing for the usual header widths.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy)]
 pub struct MuxId {
     buf: [u8; MUX_ID_MAX],
     len: u8,
@@ -665,6 +665,27 @@ impl MuxId {
             buf,
             len: len as u8,
         })
+    }
+}
+
+impl MuxId {
+    fn bytes(&self) -> &[u8] {
+        &self.buf[..self.len as usize]
+    }
+}
+
+// By the bytes in use only: hashing the whole buffer cost more than the lookup.
+impl PartialEq for MuxId {
+    fn eq(&self, other: &MuxId) -> bool {
+        self.bytes() == other.bytes()
+    }
+}
+
+impl Eq for MuxId {}
+
+impl std::hash::Hash for MuxId {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.bytes().hash(state);
     }
 }
 
