@@ -36,7 +36,7 @@ bench:
 clean:
 	$(CARGO) clean
 
-## make bench-2969: catalog section D — 2969 from CUS to SCF: direct vs HAProxy vs txgate, long and short
+## make bench-2969: catalog section D — 2969 from CUS to SCF: direct vs HAProxy vs txgate (as shipped, and tuned to multiplex), long and short
 bench-2969:
 	bash benches/bench-2969.sh
 
