@@ -468,12 +468,24 @@ impl Pool {
             ));
         };
         let (conn, rx) = self.mux_register(&key, deadline).await?;
-        if conn.tx.send(msg.clone()).await.is_err() {
-            conn.shared.take(&key);
-            return Err(CallError::new(
-                RspCode::BackendUnreachable,
-                format!("后端 {} 多路连接已关闭，请求未发送", self.id),
-            ));
+        // The queue is bounded: when the backend stops reading it fills, and
+        // the wait for room must end at the deadline like everything else.
+        match tokio::time::timeout_at(deadline, conn.tx.send(msg.clone())).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => {
+                conn.shared.take(&key);
+                return Err(CallError::new(
+                    RspCode::BackendUnreachable,
+                    format!("后端 {} 多路连接已关闭，请求未发送", self.id),
+                ));
+            }
+            Err(_) => {
+                conn.shared.take(&key);
+                return Err(CallError::new(
+                    RspCode::Busy,
+                    format!("后端 {} 多路连接发送队列已满，请求未发送", self.id),
+                ));
+            }
         }
         match tokio::time::timeout_at(deadline, rx).await {
             Ok(Ok(answer)) => Ok(answer),
@@ -996,6 +1008,44 @@ mod tests {
             .expect("the late answer is counted");
         assert_eq!(pool.late_answers(), 1);
         assert_eq!(pool.unmatched_answers(), 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn multiplex_queue_full_of_an_unread_backend_ends_at_the_deadline() {
+        // A backend that accepts and never reads: socket buffers fill, then
+        // the writer's queue; callers waiting for room must not hang.
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let pool = Arc::new(mux_pool(listener.local_addr().unwrap()));
+        let held = tokio::spawn(async move {
+            let (s, _) = listener.accept().await.unwrap();
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            drop(s);
+        });
+        let big = |seq: usize| {
+            let body = format!("CUS   {seq:<20}{}", "x".repeat(16 * 1024));
+            Bytes::from(format!("{:08}{body}", body.len()))
+        };
+        let callers: Vec<_> = (0..2500)
+            .map(|seq| {
+                let pool = pool.clone();
+                let msg = big(seq);
+                tokio::spawn(async move { pool.call(&msg, Duration::from_millis(500)).await })
+            })
+            .collect();
+        let all = async {
+            let mut codes = HashMap::new();
+            for c in callers {
+                let code = c.await.unwrap().unwrap_err().error.code;
+                *codes.entry(code.as_str()).or_insert(0) += 1;
+            }
+            codes
+        };
+        let codes = tokio::time::timeout(Duration::from_secs(20), all)
+            .await
+            .expect("every caller is answered by its deadline");
+        assert!(codes.get("GW0203").copied().unwrap_or(0) > 0, "{codes:?}");
+        assert!(codes.get("GW0202").copied().unwrap_or(0) > 0, "{codes:?}");
+        held.abort();
     }
 
     #[test]
