@@ -27,8 +27,8 @@
 # GW_FLAGS (extra `txgate serve` flags, e.g. "--pool-max SCF=32" or
 # "--no-journal"; default "--workers 1": on this 2-core box the generator and the
 # simulator share the cores, and one worker saves the cross-thread wake-ups),
-# GW_MUX_FLAGS (the txgate-mux gateway's flags; default "--workers 1
-# --pool-mode SCF=multiplex --pool-max SCF=1"), MUX=0 (skip txgate-mux),
+# GW_MUX_FLAGS (the txgate-mux gateway's flags; default GW_FLAGS plus
+# "--pool-mode SCF=multiplex --pool-max SCF=1"), MUX=0 (skip txgate-mux),
 # PERF=1 (one extra gateway run under `perf record -g`, report in out/),
 # README=0 (leave README.md alone), CARGO, CARGO_TARGET_DIR.
 set -euo pipefail
@@ -48,7 +48,7 @@ MODES=${MODES:-long short}
 # the same ~14k connections/s whatever the target. SHORT_FLAGS= for FIN.
 SHORT_FLAGS=${SHORT_FLAGS---rst-close}
 GW_FLAGS=${GW_FLAGS---workers 1}
-GW_MUX_FLAGS=${GW_MUX_FLAGS---workers 1 --pool-mode SCF=multiplex --pool-max SCF=1}
+GW_MUX_FLAGS=${GW_MUX_FLAGS-$GW_FLAGS --pool-mode SCF=multiplex --pool-max SCF=1}
 MUX=${MUX:-1}
 FIXTURE=fixtures/2969/disbursed.toml
 OUT=$ROOT/out

@@ -295,6 +295,11 @@ impl Simulator {
                 if framed.feed(answer).await.is_err() {
                     return;
                 }
+                // With a delay, each answer goes out on its own: held back
+                // behind the next requests' delays it would come late.
+                if !self.delay.is_zero() {
+                    break;
+                }
                 match framed.next().now_or_never() {
                     Some(more) => next = more,
                     None => break,

@@ -201,6 +201,14 @@ impl Snapshot {
             },
         };
         for b in &raw.backends {
+            let key_width = mux_key.channel.len() + 1 + mux_key.seq.len();
+            if b.mode == BackendMode::Multiplex && key_width > crate::pool::MUX_ID_MAX {
+                problems.push(format!(
+                    "backend {}: multiplex mode matches answers by channel and SeqNo, {key_width} bytes with the header's widths; at most {} are supported",
+                    b.id,
+                    crate::pool::MUX_ID_MAX
+                ));
+            }
             if b.mode == BackendMode::Multiplex && b.body != BodyFormat::Fixed {
                 problems.push(format!(
                     "backend {}: multiplex mode matches answers by header fields and needs body = fixed",

@@ -251,6 +251,51 @@ fn check_fails_on_a_zero_width_body_field() {
 }
 
 #[test]
+fn check_refuses_multiplex_when_channel_and_seqno_are_wider_than_its_key() {
+    // SeqNo's role moved to the 100-byte RspMsg field: too wide a key.
+    let dir =
+        std::env::temp_dir().join(format!("txgate-it-{}-widekey-schemas", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for e in std::fs::read_dir(root().join("schemas")).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), dir.join(e.file_name())).unwrap();
+    }
+    let h = dir.join("header.toml");
+    let text = std::fs::read_to_string(&h).unwrap();
+    let text = text
+        .replacen("role = \"seq\"", "role = \"rsp_msg_was\"", 1)
+        .replacen("role = \"rsp_msg\"", "role = \"seq\"", 1)
+        .replacen("role = \"rsp_msg_was\"", "role = \"rsp_msg\"", 1);
+    std::fs::write(&h, text).unwrap();
+    let p = temp_config(
+        "widekey",
+        &[
+            (
+                &format!("schemas = \"{}/schemas\"", root().display()),
+                &format!("schemas = \"{}\"", dir.display()),
+            ),
+            (
+                &format!("\"{}/schemas/header.toml\"", root().display()),
+                &format!("\"{}/header.toml\"", dir.display()),
+            ),
+            ("mode = \"long\"", "mode = \"multiplex\""),
+        ],
+        "",
+    );
+    let out = txgate()
+        .args(["check", "--config"])
+        .arg(&p)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("backend SCF: multiplex mode") && err.contains("107 bytes"),
+        "{err}"
+    );
+}
+
+#[test]
 fn check_fails_on_overlapping_header_fields() {
     let p = config_with_schema_edit("overlap", "header.toml", "offset = 4\n", "offset = 2\n");
     let out = txgate()
