@@ -1222,12 +1222,17 @@ mod tests {
             tokio::time::sleep(Duration::from_secs(30)).await;
             drop(s);
         });
-        let big = |seq: usize| Bytes::from(format!("CUS   {seq:<20}{}", "x".repeat(16 * 1024)));
-        let callers: Vec<_> = (0..2500)
-            .map(|seq| {
+        // Built before any is sent, so all are queued well within the
+        // deadline even on a slow, loaded machine.
+        let tail = "x".repeat(16 * 1024);
+        let msgs: Vec<Bytes> = (0..2500)
+            .map(|seq| Bytes::from(format!("CUS   {seq:<20}{tail}")))
+            .collect();
+        let callers: Vec<_> = msgs
+            .into_iter()
+            .map(|msg| {
                 let pool = pool.clone();
-                let msg = big(seq);
-                tokio::spawn(async move { pool.call(&msg, Duration::from_millis(500)).await })
+                tokio::spawn(async move { pool.call(&msg, Duration::from_secs(3)).await })
             })
             .collect();
         let all = async {
@@ -1238,7 +1243,7 @@ mod tests {
             }
             codes
         };
-        let codes = tokio::time::timeout(Duration::from_secs(20), all)
+        let codes = tokio::time::timeout(Duration::from_secs(30), all)
             .await
             .expect("every caller is answered by its deadline");
         // Queued ones may have been sent: GW0202. The ones left waiting for
