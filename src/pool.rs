@@ -261,7 +261,10 @@ impl Pool {
     fn judge(&self, pass: Pass, result: &Result<Bytes, CallError>) {
         match result {
             Ok(_) => self.breaker.success(pass),
-            Err(e) if e.error.code == RspCode::Busy => self.breaker.release(pass),
+            Err(e) if e.error.code == RspCode::Busy => {
+                self.stats.busy.fetch_add(1, Ordering::Relaxed);
+                self.breaker.release(pass)
+            }
             Err(_) => self.breaker.failure(pass),
         }
     }
@@ -492,7 +495,6 @@ impl Pool {
                 ));
             }
             Err(_) => {
-                self.stats.busy.fetch_add(1, Ordering::Relaxed);
                 return Err(CallError::new(
                     RspCode::Busy,
                     format!("后端 {} 多路连接发送队列已满，请求未发送", self.id),
@@ -562,7 +564,6 @@ impl Pool {
                             return Ok((conn.clone(), rx));
                         }
                     }
-                    self.stats.busy.fetch_add(1, Ordering::Relaxed);
                     return Err(self.mux_key_busy());
                 }
             };
@@ -1021,6 +1022,19 @@ mod tests {
         }
     }
 
+    /// Takes the complete ascii8 frames (prefix included) off the front of `buf`.
+    fn take_frames(buf: &mut Vec<u8>) -> Vec<Vec<u8>> {
+        let mut frames = Vec::new();
+        while buf.len() >= 8 {
+            let len: usize = std::str::from_utf8(&buf[..8]).unwrap().parse().unwrap();
+            if buf.len() < 8 + len {
+                break;
+            }
+            frames.push(buf.drain(..8 + len).collect());
+        }
+        frames
+    }
+
     async fn echo_conn(mut s: tokio::net::TcpStream, reads: mpsc::UnboundedSender<usize>) {
         let mut buf = Vec::new();
         let mut chunk = vec![0u8; 1 << 20];
@@ -1030,24 +1044,11 @@ mod tests {
                 return;
             }
             buf.extend_from_slice(&chunk[..n]);
-            let mut frames = 0;
-            let mut used = 0;
-            while buf.len() - used >= 8 {
-                let len: usize = std::str::from_utf8(&buf[used..used + 8])
-                    .unwrap()
-                    .parse()
-                    .unwrap();
-                if buf.len() - used < 8 + len {
-                    break;
-                }
-                used += 8 + len;
-                frames += 1;
-            }
-            if s.write_all(&buf[..used]).await.is_err() {
+            let frames = take_frames(&mut buf);
+            if s.write_all(&frames.concat()).await.is_err() {
                 return;
             }
-            buf.drain(..used);
-            let _ = reads.send(frames);
+            let _ = reads.send(frames.len());
         }
     }
 
@@ -1110,12 +1111,7 @@ mod tests {
                     return;
                 }
                 buf.extend_from_slice(&chunk[..n]);
-                while buf.len() >= 8 {
-                    let len: usize = std::str::from_utf8(&buf[..8]).unwrap().parse().unwrap();
-                    if buf.len() < 8 + len {
-                        break;
-                    }
-                    let frame: Vec<u8> = buf.drain(..8 + len).collect();
+                for frame in take_frames(&mut buf) {
                     let late = frame[8 + 6..8 + 26].starts_with(b"7 ");
                     let w = w.clone();
                     tokio::spawn(async move {

@@ -64,13 +64,7 @@ fn check_fails_on_a_duplicate_code() {
         &[],
         "\n[[route]]\ncode = \"2075\"\nname = \"贷款本金利息查询\"\nkind = \"query\"\nchannels = [\"IBP\"]\nbackend = \"SCF\"\nschema = \"2075.toml\"\n",
     );
-    let out = txgate()
-        .args(["check", "--config"])
-        .arg(&p)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = check_fails(&p);
     assert!(err.contains("2075") && err.contains("two routes"), "{err}");
 }
 
@@ -81,13 +75,7 @@ fn check_reports_unknown_channel_backend_missing_schema_and_bad_address_together
         &[("address = \"127.0.0.1:9104\"", "address = \"not-an-address\"")],
         "\n[[route]]\ncode = \"1234\"\nname = \"x\"\nkind = \"query\"\nchannels = [\"QQQ\"]\nbackend = \"NOPE\"\nschema = \"1234.toml\"\n",
     );
-    let out = txgate()
-        .args(["check", "--config"])
-        .arg(&p)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = check_fails(&p);
     for needle in ["QQQ", "NOPE", "1234.toml", "not-an-address"] {
         assert!(err.contains(needle), "{needle} missing in: {err}");
     }
@@ -211,6 +199,17 @@ async fn serve_simulate_answers_every_backend_and_send_prints_the_answer() {
 
 /// A temp copy of schemas/ with one file rewritten, and a config using it.
 fn config_with_schema_edit(name: &str, file: &str, from: &str, to: &str) -> std::path::PathBuf {
+    config_with_schema_edits(name, file, &[(from, to)], &[])
+}
+
+/// A temp copy of schemas/ with `file` rewritten by `edits` in turn (first
+/// occurrence each), and a config using it, with `config_edits` applied.
+fn config_with_schema_edits(
+    name: &str,
+    file: &str,
+    edits: &[(&str, &str)],
+    config_edits: &[(&str, &str)],
+) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("txgate-it-{}-{name}-schemas", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     for e in std::fs::read_dir(root().join("schemas")).unwrap() {
@@ -218,77 +217,57 @@ fn config_with_schema_edit(name: &str, file: &str, from: &str, to: &str) -> std:
         std::fs::copy(e.path(), dir.join(e.file_name())).unwrap();
     }
     let p = dir.join(file);
-    let text = std::fs::read_to_string(&p).unwrap();
-    assert!(text.contains(from), "{from} not in {file}");
-    std::fs::write(&p, text.replacen(from, to, 1)).unwrap();
-    temp_config(
-        name,
-        &[
-            (
-                &format!("schemas = \"{}/schemas\"", root().display()),
-                &format!("schemas = \"{}\"", dir.display()),
-            ),
-            (
-                &format!("\"{}/schemas/header.toml\"", root().display()),
-                &format!("\"{}/header.toml\"", dir.display()),
-            ),
-        ],
-        "",
-    )
+    let mut text = std::fs::read_to_string(&p).unwrap();
+    for (from, to) in edits {
+        assert!(text.contains(from), "{from} not in {file}");
+        text = text.replacen(from, to, 1);
+    }
+    std::fs::write(&p, text).unwrap();
+    let schemas = (
+        format!("schemas = \"{}/schemas\"", root().display()),
+        format!("schemas = \"{}\"", dir.display()),
+    );
+    let header = (
+        format!("\"{}/schemas/header.toml\"", root().display()),
+        format!("\"{}/header.toml\"", dir.display()),
+    );
+    let mut all: Vec<(&str, &str)> = vec![(&schemas.0, &schemas.1), (&header.0, &header.1)];
+    all.extend_from_slice(config_edits);
+    temp_config(name, &all, "")
+}
+
+/// Runs `txgate check` on a config that must fail; its standard error.
+fn check_fails(config: &std::path::Path) -> String {
+    let out = txgate()
+        .args(["check", "--config"])
+        .arg(config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 #[test]
 fn check_fails_on_a_zero_width_body_field() {
     let p = config_with_schema_edit("zero", "2969.toml", "width = 32", "width = 0");
-    let out = txgate()
-        .args(["check", "--config"])
-        .arg(&p)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = check_fails(&p);
     assert!(err.contains("2969") && err.contains("LoanAppNo"), "{err}");
 }
 
 #[test]
 fn check_refuses_multiplex_when_channel_and_seqno_are_wider_than_its_key() {
     // SeqNo's role moved to the 100-byte RspMsg field: too wide a key.
-    let dir =
-        std::env::temp_dir().join(format!("txgate-it-{}-widekey-schemas", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    for e in std::fs::read_dir(root().join("schemas")).unwrap() {
-        let e = e.unwrap();
-        std::fs::copy(e.path(), dir.join(e.file_name())).unwrap();
-    }
-    let h = dir.join("header.toml");
-    let text = std::fs::read_to_string(&h).unwrap();
-    let text = text
-        .replacen("role = \"seq\"", "role = \"rsp_msg_was\"", 1)
-        .replacen("role = \"rsp_msg\"", "role = \"seq\"", 1)
-        .replacen("role = \"rsp_msg_was\"", "role = \"rsp_msg\"", 1);
-    std::fs::write(&h, text).unwrap();
-    let p = temp_config(
+    let p = config_with_schema_edits(
         "widekey",
+        "header.toml",
         &[
-            (
-                &format!("schemas = \"{}/schemas\"", root().display()),
-                &format!("schemas = \"{}\"", dir.display()),
-            ),
-            (
-                &format!("\"{}/schemas/header.toml\"", root().display()),
-                &format!("\"{}/header.toml\"", dir.display()),
-            ),
-            ("mode = \"long\"", "mode = \"multiplex\""),
+            ("role = \"seq\"", "role = \"rsp_msg_was\""),
+            ("role = \"rsp_msg\"", "role = \"seq\""),
+            ("role = \"rsp_msg_was\"", "role = \"rsp_msg\""),
         ],
-        "",
+        &[("mode = \"long\"", "mode = \"multiplex\"")],
     );
-    let out = txgate()
-        .args(["check", "--config"])
-        .arg(&p)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = check_fails(&p);
     assert!(
         err.contains("backend SCF: multiplex mode") && err.contains("107 bytes"),
         "{err}"
@@ -298,13 +277,7 @@ fn check_refuses_multiplex_when_channel_and_seqno_are_wider_than_its_key() {
 #[test]
 fn check_fails_on_overlapping_header_fields() {
     let p = config_with_schema_edit("overlap", "header.toml", "offset = 4\n", "offset = 2\n");
-    let out = txgate()
-        .args(["check", "--config"])
-        .arg(&p)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = check_fails(&p);
     assert!(err.contains("overlap"), "{err}");
 }
 
