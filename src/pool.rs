@@ -62,6 +62,43 @@ struct Idle {
     since: Instant,
 }
 
+/// A breaker pass not yet judged. Dropped unjudged (the request was
+/// cancelled), it frees the half-open probe slot.
+struct Verdict<'a> {
+    breaker: &'a Breaker,
+    pass: Option<Pass>,
+}
+
+impl Verdict<'_> {
+    fn release(&mut self) {
+        if let Some(pass) = self.pass.take() {
+            self.breaker.release(pass);
+        }
+    }
+}
+
+impl Drop for Verdict<'_> {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+/// One unit of a gauge, given back when dropped, cancellation included.
+struct Counted<'a>(&'a AtomicUsize);
+
+impl<'a> Counted<'a> {
+    fn new(gauge: &'a AtomicUsize) -> Self {
+        gauge.fetch_add(1, Ordering::Relaxed);
+        Counted(gauge)
+    }
+}
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// Counters a pool keeps, for logs and metrics.
 #[derive(Debug, Default)]
 pub struct PoolStats {
@@ -234,11 +271,18 @@ impl Pool {
                 format!("后端 {} 熔断中，请求未发送，可稍后重试", self.id),
             ));
         };
-        self.stats.waiters.fetch_add(1, Ordering::Relaxed);
+        // Guards, because the caller may drop this future at any await (its
+        // connection cut, shutdown): a lost half-open probe would keep the
+        // breaker failing fast for good, and a lost waiter skews the gauge.
+        let mut verdict = Verdict {
+            breaker: &self.breaker,
+            pass: Some(pass),
+        };
+        let waiting = Counted::new(&self.stats.waiters);
         let slot = tokio::time::timeout(self.acquire_timeout, self.slots.acquire()).await;
-        self.stats.waiters.fetch_sub(1, Ordering::Relaxed);
+        drop(waiting);
         let Ok(Ok(_slot)) = slot else {
-            self.breaker.release(pass);
+            verdict.release();
             self.stats.busy.fetch_add(1, Ordering::Relaxed);
             return Err(CallError::new(
                 RspCode::Busy,
@@ -254,11 +298,14 @@ impl Pool {
             BackendMode::Multiplex => self.call_mux(msg, deadline, timeout).await,
             _ => self.call_exclusive(msg, deadline, timeout).await,
         };
-        self.judge(pass, &result);
+        self.judge(verdict, &result);
         result
     }
 
-    fn judge(&self, pass: Pass, result: &Result<Bytes, CallError>) {
+    fn judge(&self, mut verdict: Verdict<'_>, result: &Result<Bytes, CallError>) {
+        let Some(pass) = verdict.pass.take() else {
+            return;
+        };
         match result {
             Ok(_) => self.breaker.success(pass),
             Err(e) if e.error.code == RspCode::Busy => {
@@ -1254,6 +1301,88 @@ mod tests {
             "{codes:?}"
         );
         held.abort();
+    }
+
+    fn long_pool(addr: SocketAddr, extra: &str) -> Pool {
+        let cfg: BackendConfig = toml::from_str(&format!(
+            "id = \"T\"\nname = \"t\"\naddress = \"{addr}\"\nmode = \"long\"\n{extra}"
+        ))
+        .unwrap();
+        Pool::new(
+            &cfg,
+            addr,
+            1 << 20,
+            MuxKey {
+                channel: 0..6,
+                seq: 6..26,
+            },
+        )
+    }
+
+    /// Accepts connections and reads them without ever answering.
+    async fn silent(listener: TcpListener) {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut sink = vec![0u8; 1 << 16];
+                while matches!(s.read(&mut sink).await, Ok(n) if n > 0) {}
+            });
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn breaker_probe_cancelled_by_its_caller_lets_the_next_probe_through() {
+        // The first connection never answers (opens the breaker), the rest echo.
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let pool = long_pool(
+            listener.local_addr().unwrap(),
+            "breaker = { failures = 1, cooldown_ms = 0 }",
+        );
+        let (tx, _reads) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let (mut wedged, _) = listener.accept().await.unwrap();
+            let mut sink = vec![0u8; 1 << 16];
+            let _ = wedged.read(&mut sink).await;
+            echo_counting(listener, tx).await;
+            drop(wedged);
+        });
+        let first = frame(1);
+        let err = pool
+            .call(&first, Duration::from_millis(50))
+            .await
+            .unwrap_err();
+        assert_eq!(err.error.code, RspCode::BackendTimeout);
+        assert_eq!(pool.breaker.state(), crate::breaker::BreakerState::Open);
+        // The half-open probe is polled once, then its caller goes away.
+        let probe = frame(2);
+        let mut call = Box::pin(pool.call(&probe, Duration::from_secs(5)));
+        assert!(futures::poll!(&mut call).is_pending());
+        assert_eq!(pool.breaker.state(), crate::breaker::BreakerState::HalfOpen);
+        drop(call);
+        let next = frame(3);
+        let answer = pool.call(&next, Duration::from_secs(5)).await;
+        assert_eq!(
+            answer.unwrap(),
+            next,
+            "a new probe goes through and closes the breaker"
+        );
+        assert_eq!(pool.breaker.state(), crate::breaker::BreakerState::Closed);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn waiter_gauge_counts_down_when_a_waiting_request_is_cancelled() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let pool = long_pool(listener.local_addr().unwrap(), "pool = { max = 1 }");
+        tokio::spawn(silent(listener));
+        let (a, b) = (frame(1), frame(2));
+        let mut holder = Box::pin(pool.call(&a, Duration::from_secs(5)));
+        assert!(futures::poll!(&mut holder).is_pending());
+        let mut waiter = Box::pin(pool.call(&b, Duration::from_secs(5)));
+        assert!(futures::poll!(&mut waiter).is_pending());
+        assert_eq!(pool.stats.waiters.load(Ordering::Relaxed), 1);
+        drop(waiter);
+        assert_eq!(pool.stats.waiters.load(Ordering::Relaxed), 0);
+        drop(holder);
+        assert_eq!(pool.in_use(), 0, "the cancelled holder gave its slot back");
     }
 
     #[test]
