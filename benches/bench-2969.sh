@@ -29,7 +29,8 @@
 # simulator share the cores, and one worker saves the cross-thread wake-ups),
 # GW_MUX_FLAGS (the txgate-mux gateway's flags; default GW_FLAGS plus
 # "--pool-mode SCF=multiplex --pool-max SCF=1"), MUX=0 (skip txgate-mux),
-# PERF=1 (one extra gateway run under `perf record -g`, report in out/),
+# PERF=1 or PERF=txgate (one extra run of the shipped gateway under
+# `perf record -g`, report in out/), PERF=txgate-mux (the same, tuned one),
 # README=0 (leave README.md alone), CARGO, CARGO_TARGET_DIR.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -49,7 +50,16 @@ MODES=${MODES:-long short}
 SHORT_FLAGS=${SHORT_FLAGS---rst-close}
 GW_FLAGS=${GW_FLAGS---workers 1}
 GW_MUX_FLAGS=${GW_MUX_FLAGS-$GW_FLAGS --pool-mode SCF=multiplex --pool-max SCF=1}
-MUX=${MUX:-1}
+case "${MUX:-1}" in 0 | no | false | off) MUX=0 ;; *) MUX=1 ;; esac
+case "${PERF:-0}" in
+    0 | "") PERF_SETUP="" ;;
+    1 | txgate) PERF_SETUP=txgate ;;
+    txgate-mux) PERF_SETUP=txgate-mux ;;
+    *) echo "bench-2969: PERF=$PERF: give 1, txgate or txgate-mux" >&2; exit 2 ;;
+esac
+if [ "$PERF_SETUP" = txgate-mux ] && [ "$MUX" = 0 ]; then
+    echo "bench-2969: PERF=txgate-mux needs MUX on" >&2; exit 2
+fi
 FIXTURE=fixtures/2969/disbursed.toml
 OUT=$ROOT/out
 RUNS=$OUT/bench-2969
@@ -230,32 +240,33 @@ for round in $(seq "$ROUNDS"); do
 done
 
 # ---- optional profile of the gateway
-if [ "${PERF:-0}" = 1 ] && command -v perf >/dev/null 2>&1; then
-    say "profiling txgate (perf record -g, long connections)"
+if [ -n "$PERF_SETUP" ] && command -v perf >/dev/null 2>&1; then
+    say "profiling $PERF_SETUP (perf record -g, long connections)"
+    PROFILE=$OUT/perf-$PERF_SETUP
     secs=$(( ${DURATION%s} + 1 ))
     # DWARF call graphs: the release profile keeps no frame pointers.
-    perf record -F 499 --call-graph dwarf,16384 -p "$GW_PID" -o "$OUT/perf-gateway.data" \
+    perf record -F 499 --call-graph dwarf,16384 -p "$(pid_of "$PERF_SETUP")" -o "$PROFILE.data" \
         -- sleep "$secs" >/dev/null 2>"$WORK/perf.err" &
     PERF_PID=$!
-    "$BIN" bench --to "$GW_ADDR" --fixture "$FIXTURE" --connections "$CONNS" --long \
-        --duration "$DURATION" --warmup 0s --quiet --label txgate-perf >/dev/null || true
+    "$BIN" bench --to "$(addr_of "$PERF_SETUP")" --fixture "$FIXTURE" --connections "$CONNS" --long \
+        --duration "$DURATION" --warmup 0s --quiet --label "$PERF_SETUP-perf" >/dev/null || true
     wait "$PERF_PID" || true
     {
-        echo "# txgate under load: CPU by binary (self time)"
-        perf report -i "$OUT/perf-gateway.data" --stdio --no-children --sort dso -g none 2>/dev/null |
+        echo "# $PERF_SETUP under load: CPU by binary (self time)"
+        perf report -i "$PROFILE.data" --stdio --no-children --sort dso -g none 2>/dev/null |
             grep -E '^ +[0-9.]+%'
         echo
         echo "# top symbols, self time"
-        perf report -i "$OUT/perf-gateway.data" --stdio --no-children --sort symbol -g none \
+        perf report -i "$PROFILE.data" --stdio --no-children --sort symbol -g none \
             --percent-limit 0.7 2>/dev/null | grep -E '^ +[0-9.]+%' | sed -E 's/[ -]+$//'
         echo
         echo "# txgate functions, including callees (children)"
-        perf report -i "$OUT/perf-gateway.data" --stdio --children --sort symbol -g none \
+        perf report -i "$PROFILE.data" --stdio --children --sort symbol -g none \
             --percent-limit 2 2>/dev/null | grep -E '^ +[0-9.]+%' | grep -E 'txgate::|tokio::|journal' |
             sed -E 's/[ -]+$//' | head -n 40
-    } >"$OUT/perf-gateway.txt" || true
-    say "profile summary in $OUT/perf-gateway.txt; top symbols (self time):"
-    sed -n '/# top symbols/,/^$/p' "$OUT/perf-gateway.txt" | head -n 22 >&2
+    } >"$PROFILE.txt" || true
+    say "profile summary in $PROFILE.txt; top symbols (self time):"
+    sed -n '/# top symbols/,/^$/p' "$PROFILE.txt" | head -n 22 >&2
 fi
 
 # ---- the summary
