@@ -244,7 +244,7 @@ impl AdminState {
                     "retries": n(&s.retries),
                     "busy": n(&s.busy),
                     "reused": n(&s.reused),
-                    "dropped": n(&s.dropped_dead),
+                    "dropped": p.dropped(),
                     "fast_failed": n(&s.fast_failed),
                     "late_answers": p.late_answers(),
                     "last_connect_failed": p.last_connect_failed(),

@@ -479,8 +479,8 @@ fn render_backends(out: &mut Exposition, snap: &Snapshot) {
         ),
         (
             "txgate_backend_dropped_total",
-            "Pooled connections dropped as dead, expired or out of step.",
-            |p| p.stats.dropped_dead.load(Ordering::Relaxed),
+            "Pooled connections dropped as dead, expired, out of step or owing too many late answers.",
+            |p| p.dropped(),
         ),
         (
             "txgate_backend_breaker_opened_total",

@@ -18,7 +18,7 @@ use crate::frame::{FrameCodec, FrameError};
 use crate::header::trim;
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -163,6 +163,7 @@ pub struct Pool {
     mux_next: AtomicUsize,
     mux_opening: AtomicUsize,
     mux_key: MuxKey,
+    mux_owed_max: usize,
     /// Fixed-form answers can be checked against their request's key.
     fixed_form: bool,
     backoff: Mutex<Backoff>,
@@ -201,6 +202,7 @@ impl Pool {
             mux_next: AtomicUsize::new(0),
             mux_opening: AtomicUsize::new(0),
             mux_key,
+            mux_owed_max: MUX_OWED_MAX,
             fixed_form: cfg.body == crate::config::BodyFormat::Fixed,
             backoff: Mutex::new(Backoff {
                 failures: 0,
@@ -654,7 +656,7 @@ impl Pool {
         let conn = self.connect(deadline).await?;
         let parts = conn.into_parts();
         let (r, w) = parts.io.into_split();
-        let shared = Arc::new(MuxShared::new(self.stats.mux.clone()));
+        let shared = Arc::new(MuxShared::new(self.stats.mux.clone(), self.mux_owed_max));
         let (tx, mut rx) = mpsc::channel::<Queued>(1024);
         let mut writer = FramedWrite::new(w, self.codec);
         // Requests queue up to this much before a write is forced mid-batch.
@@ -725,6 +727,13 @@ impl Pool {
             shared,
             born: Instant::now(),
         }))
+    }
+
+    /// Connections dropped as dead, expired, out of step, wedged, or owing
+    /// too many late answers.
+    pub fn dropped(&self) -> u64 {
+        self.stats.dropped_dead.load(Ordering::Relaxed)
+            + self.stats.mux.retired_owing.load(Ordering::Relaxed)
     }
 
     /// Answers that came after their request timed out (multiplex mode).
@@ -857,9 +866,11 @@ impl Drop for Registered<'_> {
     }
 }
 
-/// Keys remembered as timed out, per connection, so a late answer is told
-/// apart from a stray one and never given to a new request with that key.
-const EXPIRED_KEPT: usize = 4096;
+/// Timed-out requests whose answers a multiplexed connection may still owe.
+/// Their keys are kept until the late answer comes, so that it is told apart
+/// from a stray one and never given to a new request with that key; past
+/// this many the connection is retired rather than a key forgotten.
+const MUX_OWED_MAX: usize = 4096;
 
 /// What a multiplexed connection's reader, writer and callers share: the
 /// waiters by key, the keys that timed out, and whether it is alive.
@@ -875,6 +886,8 @@ struct MuxShared {
     /// Cancelled to stop the reader and writer of a retired connection.
     retired: tokio_util::sync::CancellationToken,
     counters: Arc<MuxCounters>,
+    /// Retire past this many owed answers (`MUX_OWED_MAX`; tests lower it).
+    owed_max: usize,
 }
 
 /// Waiters and timed-out keys under one lock: each request and each answer
@@ -882,9 +895,8 @@ struct MuxShared {
 #[derive(Debug, Default)]
 struct MuxTable {
     pending: HashMap<MuxId, oneshot::Sender<Bytes>>,
+    /// Keys that timed out and whose late answer has not come yet.
     expired: HashSet<MuxId>,
-    /// `expired` in the order the keys timed out, oldest first, to bound it.
-    expired_order: VecDeque<MuxId>,
 }
 
 /// Counters of answers that found no waiter.
@@ -892,10 +904,12 @@ struct MuxTable {
 pub struct MuxCounters {
     pub late: AtomicU64,
     pub unmatched: AtomicU64,
+    /// Connections retired because they owed too many late answers.
+    pub retired_owing: AtomicU64,
 }
 
 impl MuxShared {
-    fn new(counters: Arc<MuxCounters>) -> Self {
+    fn new(counters: Arc<MuxCounters>, owed_max: usize) -> Self {
         MuxShared {
             table: Mutex::new(MuxTable::default()),
             alive: AtomicBool::new(true),
@@ -903,6 +917,7 @@ impl MuxShared {
             silent_timeouts: std::sync::atomic::AtomicU32::new(0),
             retired: tokio_util::sync::CancellationToken::new(),
             counters,
+            owed_max,
         }
     }
 
@@ -929,21 +944,25 @@ impl MuxShared {
 
     /// Called when a sent request gave up (its receiver is gone by then).
     fn expire(&self, key: MuxId) {
-        let Ok(mut t) = self.table.lock() else { return };
-        // Only our own waiter, closed: if none is there, the answer came at
-        // the last moment (delivery counted it late); if an open one is,
-        // a newer request registered the key after that answer.
-        if !t.pending.get(&key).is_some_and(|w| w.is_closed()) {
-            return;
-        }
-        t.pending.remove(&key);
-        if t.expired.insert(key) {
-            t.expired_order.push_back(key);
-            if t.expired_order.len() > EXPIRED_KEPT {
-                if let Some(old) = t.expired_order.pop_front() {
-                    t.expired.remove(&old);
-                }
+        let owed = {
+            let Ok(mut t) = self.table.lock() else { return };
+            // Only our own waiter, closed: if none is there, the answer came
+            // at the last moment (delivery counted it late); if an open one
+            // is, a newer request registered the key after that answer.
+            if !t.pending.get(&key).is_some_and(|w| w.is_closed()) {
+                return;
             }
+            t.pending.remove(&key);
+            t.expired.insert(key);
+            t.expired.len()
+        };
+        if owed > self.owed_max {
+            tracing::warn!(
+                owed,
+                "multiplexed connection owes more answers than it may; retiring it"
+            );
+            self.counters.retired_owing.fetch_add(1, Ordering::Relaxed);
+            self.close();
         }
     }
 
@@ -951,7 +970,8 @@ impl MuxShared {
         let (waiter, late) = match self.table.lock() {
             Ok(mut t) => {
                 let w = t.pending.remove(key);
-                let late = w.is_none() && t.expired.contains(key);
+                // A late answer frees its key: it is consumed here.
+                let late = w.is_none() && t.expired.remove(key);
                 (w, late)
             }
             Err(_) => (None, false),
@@ -1194,7 +1214,59 @@ mod tests {
             .expect("the late answer is counted");
         assert_eq!(pool.late_answers(), 1);
         assert_eq!(pool.unmatched_answers(), 0);
+        // The late answer consumed its key: the key serves a new request.
+        let answer = pool.call(&late, Duration::from_secs(5)).await.unwrap();
+        assert_eq!(answer, late);
         assert_eq!(pool.stats.connects.load(Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn multiplex_connection_owing_too_many_late_answers_is_retired_not_forgetful() {
+        // Even SeqNos are answered at once, odd ones never: the connection
+        // is alive (not wedged) but owes an answer for every odd request.
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut pool = mux_pool(listener.local_addr().unwrap());
+        pool.mux_owed_max = 2;
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = vec![0u8; 1 << 16];
+                    while let Ok(n @ 1..) = s.read(&mut chunk).await {
+                        buf.extend_from_slice(&chunk[..n]);
+                        for f in take_frames(&mut buf) {
+                            let seq: usize = std::str::from_utf8(&f[8 + 6..8 + 26])
+                                .unwrap()
+                                .trim()
+                                .parse()
+                                .unwrap();
+                            if seq.is_multiple_of(2) && s.write_all(&f).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        for round in 0..3 {
+            let (odd, even) = (frame(2 * round + 1), frame(2 * round + 2));
+            let (unanswered, answered) =
+                tokio::join!(pool.call(&odd, Duration::from_millis(100)), async {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    pool.call(&even, Duration::from_secs(5)).await
+                });
+            assert_eq!(answered.unwrap(), even);
+            assert_eq!(unanswered.unwrap_err().error.code, RspCode::BackendTimeout);
+            assert_eq!(pool.stats.connects.load(Ordering::Relaxed), 1);
+        }
+        // Three owed, two allowed: retired, and the next request gets a new one.
+        assert_eq!(pool.dropped(), 1);
+        let next = frame(100);
+        assert_eq!(
+            pool.call(&next, Duration::from_secs(5)).await.unwrap(),
+            next
+        );
+        assert_eq!(pool.stats.connects.load(Ordering::Relaxed), 2);
     }
 
     #[tokio::test(flavor = "current_thread")]
