@@ -273,5 +273,12 @@ where
         }
         writer.flush().await.map_err(|_| ())
     };
+    tokio::pin!(work);
+    // A caller that reads keeps up: the write completes at once, and no
+    // timer is set. Only a write that would block is timed (the next poll
+    // registers the task's waker in place of this no-op one).
+    if let Some(done) = (&mut work).now_or_never() {
+        return done;
+    }
     tokio::time::timeout(timeout, work).await.map_err(|_| ())?
 }
