@@ -243,6 +243,10 @@ fn criterion_benches(c: &mut Criterion, m: &Msgs) {
     g.bench_function("decode", |b| {
         b.iter(|| fixed::decode(layout, black_box(&m.fixed), h.length()))
     });
+    // What the gateway's hot path runs on every request and answer.
+    g.bench_function("validate", |b| {
+        b.iter(|| fixed::validate(layout, black_box(&m.fixed), h.length()))
+    });
     let mut out = Vec::with_capacity(1024);
     g.bench_function("encode", |b| {
         b.iter(|| {

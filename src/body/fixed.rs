@@ -92,6 +92,7 @@ pub fn validate(layout: &Layout, msg: &[u8], body_start: usize) -> Result<(), Bo
 
 /// True only when `decode` would succeed; false means "ask decode".
 fn quick_ok(layout: &Layout, mut input: &[u8]) -> bool {
+    let blank = |raw: &[u8]| raw.iter().all(|&b| b == b' ');
     for f in layout.fields() {
         if f.trailing && input.is_empty() {
             continue;
@@ -101,12 +102,17 @@ fn quick_ok(layout: &Layout, mut input: &[u8]) -> bool {
         }
         let (raw, rest) = input.split_at(f.width);
         input = rest;
-        let blank = raw.iter().all(|&b| b == b' ');
+        // Only a required field or an enumeration needs its value; the
+        // others need only the verdict on their bytes.
+        let wants_value = f.required || !f.values.is_empty();
         // The canonical value as a byte slice, where it can be had for free.
         let value: &[u8] = match f.kind {
             FieldType::C => {
                 if !gbk::is_valid(raw) {
                     return false;
+                }
+                if !wants_value {
+                    continue;
                 }
                 let end = raw
                     .iter()
@@ -114,18 +120,24 @@ fn quick_ok(layout: &Layout, mut input: &[u8]) -> bool {
                     .map_or(0, |p| p + 1);
                 &raw[..end]
             }
-            FieldType::N | FieldType::Amount => {
-                if blank {
-                    b""
-                } else if raw.iter().all(u8::is_ascii_digit) {
+            // Digits, or all blank: the first byte tells which to test.
+            FieldType::N | FieldType::Amount => match raw.first() {
+                None => b"",
+                Some(b' ') if blank(raw) => b"",
+                Some(b' ') => return false,
+                Some(_) => {
+                    if !raw.iter().all(u8::is_ascii_digit) {
+                        return false;
+                    }
+                    if !wants_value {
+                        continue;
+                    }
                     let start = raw.iter().position(|&b| b != b'0').unwrap_or(raw.len() - 1);
                     &raw[start..]
-                } else {
-                    return false;
                 }
-            }
+            },
             FieldType::Date => {
-                if blank || raw.iter().all(|&b| b == b'0') {
+                if blank(raw) || raw.iter().all(|&b| b == b'0') {
                     b""
                 } else if super::is_date(raw) {
                     raw
@@ -134,7 +146,7 @@ fn quick_ok(layout: &Layout, mut input: &[u8]) -> bool {
                 }
             }
             FieldType::Time => {
-                if blank {
+                if blank(raw) {
                     b""
                 } else if super::is_time(raw) {
                     raw
@@ -713,5 +725,77 @@ mod fast_path {
         let resp = f.response_message(&h, &s, &req, false).unwrap();
         assert!(super::quick_ok(&s.request, &req[200..]), "request");
         assert!(super::quick_ok(&s.response, &resp[200..]), "response");
+    }
+
+    /// Guards the fast walk's shortcuts: over every shipped fixture, request
+    /// and answer, with bytes changed to the ones field checks turn on, it
+    /// never passes a body that `decode` refuses.
+    #[test]
+    fn fast_walk_never_passes_what_decode_refuses_in_any_shipped_schema() {
+        use proptest::prelude::*;
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let h = crate::header::HeaderSpec::builtin();
+        let mut messages = Vec::new();
+        for dir in std::fs::read_dir(root.join("fixtures")).unwrap() {
+            let dir = dir.unwrap().path();
+            let Some(code) = dir.file_name().and_then(|n| n.to_str()).map(str::to_owned) else {
+                continue;
+            };
+            if !dir.is_dir() {
+                continue;
+            }
+            let s =
+                crate::schema::Schema::load(&root.join(format!("schemas/{code}.toml"))).unwrap();
+            for f in std::fs::read_dir(&dir).unwrap() {
+                let path = f.unwrap().path();
+                if path.extension().is_none_or(|e| e != "toml") {
+                    continue;
+                }
+                let f = crate::fixture::Fixture::load(&path).unwrap();
+                let req = f.request_message(&h, &s, false).unwrap();
+                let resp = f.response_message(&h, &s, &req, false).unwrap();
+                messages.push((s.request.clone(), req.to_vec()));
+                messages.push((s.response.clone(), resp.to_vec()));
+            }
+        }
+        assert!(messages.len() >= 68, "every fixture's request and answer");
+        let byte = prop_oneof![
+            Just(b' '),
+            Just(b'0'),
+            Just(b'9'),
+            Just(b'A'),
+            Just(0u8),
+            Just(0x30u8),
+            Just(0x81u8),
+            Just(0xFFu8),
+            any::<u8>(),
+        ];
+        let mut runner =
+            proptest::test_runner::TestRunner::new(proptest::test_runner::Config::with_cases(2000));
+        runner
+            .run(
+                &(
+                    0..messages.len(),
+                    proptest::collection::vec((0usize..1000, byte), 1..4),
+                ),
+                |(which, flips)| {
+                    let (layout, good) = &messages[which];
+                    let mut m = good.clone();
+                    for (at, b) in flips {
+                        let at = 200 + at % (m.len() - 200).max(1);
+                        if at < m.len() {
+                            m[at] = b;
+                        }
+                    }
+                    if super::quick_ok(layout, &m[200..]) {
+                        prop_assert!(
+                            super::decode(layout, &m, 200).is_ok(),
+                            "the fast walk passed a body decode refuses"
+                        );
+                    }
+                    Ok(())
+                },
+            )
+            .unwrap();
     }
 }
