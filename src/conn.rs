@@ -12,8 +12,11 @@ use crate::gateway::{reject, Caller, Form, Gateway};
 use bytes::Bytes;
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, SinkExt, StreamExt};
-use std::sync::atomic::Ordering;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -31,10 +34,50 @@ pub struct CallerLimits {
 
 /// Shutdown signals: `stop` ends reading; `hard` ends the grace period, and
 /// requests still in flight are answered GW0202.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Shutdown {
-    pub stop: CancellationToken,
-    pub hard: CancellationToken,
+    stop: CancellationToken,
+    hard: CancellationToken,
+    /// Set before either token is cancelled. A connection polls each token
+    /// once, to leave its waker, and then only once this is set: polling a
+    /// token takes two locks, and a connection's loop turns several times
+    /// per message.
+    signalled: Arc<AtomicBool>,
+}
+
+impl Shutdown {
+    /// Stop reading new requests; requests in flight go on.
+    pub fn stop(&self) {
+        self.signalled.store(true, Ordering::Release);
+        self.stop.cancel();
+    }
+
+    /// The grace period is over: answer what is left with GW0202.
+    pub fn end_grace(&self) {
+        self.signalled.store(true, Ordering::Release);
+        self.hard.cancel();
+    }
+
+    /// The token `stop` cancels, for loops that wait on it.
+    pub fn stop_token(&self) -> &CancellationToken {
+        &self.stop
+    }
+}
+
+/// Polls a shutdown future the first time, so that it holds this task's
+/// waker, and after that only once the signal flag is set. The task's waker
+/// does not change, so the first registration is the one that wakes it.
+fn poll_gated<F: Future>(
+    armed: &mut bool,
+    signalled: &AtomicBool,
+    fut: Pin<&mut F>,
+    cx: &mut Context<'_>,
+) -> Poll<F::Output> {
+    if *armed && !signalled.load(Ordering::Acquire) {
+        return Poll::Pending;
+    }
+    *armed = true;
+    fut.poll(cx)
 }
 
 /// Serves one caller connection until it closes, fails, or shutdown ends it.
@@ -78,6 +121,8 @@ pub async fn serve(
     let stop = shutdown.stop.cancelled();
     tokio::pin!(stop);
     let mut hard_done = false;
+    let (mut stop_armed, mut hard_armed) = (false, false);
+    let signalled = &*shutdown.signalled;
 
     loop {
         if !reading && in_flight.is_empty() {
@@ -135,10 +180,10 @@ pub async fn serve(
                     }
                 }
             }
-            _ = &mut stop, if reading => {
+            _ = std::future::poll_fn(|cx| poll_gated(&mut stop_armed, signalled, stop.as_mut(), cx)), if reading => {
                 reading = false;
             }
-            _ = &mut hard, if !hard_done && !in_flight.is_empty() => {
+            _ = std::future::poll_fn(|cx| poll_gated(&mut hard_armed, signalled, hard.as_mut(), cx)), if !hard_done && !in_flight.is_empty() => {
                 // The grace is over: drop what is still running and answer it.
                 hard_done = true;
                 reading = false;

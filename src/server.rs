@@ -53,10 +53,7 @@ impl Server {
             gw,
             bound,
             tracker: TaskTracker::new(),
-            shutdown: Shutdown {
-                stop: CancellationToken::new(),
-                hard: CancellationToken::new(),
-            },
+            shutdown: Shutdown::default(),
         })
     }
 
@@ -96,7 +93,7 @@ impl Server {
             ));
         }
         let gw = self.gw.clone();
-        let maint_stop = self.shutdown.stop.clone();
+        let maint_stop = self.shutdown.stop_token().clone();
         self.tracker.spawn(async move {
             // Pool health: reap dead or expired idle connections, keep min_idle warm.
             let mut tick = tokio::time::interval(Duration::from_millis(500));
@@ -114,13 +111,13 @@ impl Server {
         self.tracker.close();
         stop.cancelled().await;
         tracing::info!("shutting down: no new connections; grace {grace:?}");
-        self.shutdown.stop.cancel();
-        let hard = self.shutdown.hard.clone();
+        self.shutdown.stop();
+        let shutdown = self.shutdown.clone();
         tokio::select! {
             _ = self.tracker.wait() => {}
             _ = tokio::time::sleep(grace) => {
                 tracing::warn!("grace period over; answering what is left with GW0202");
-                hard.cancel();
+                shutdown.end_grace();
                 let _ = tokio::time::timeout(Duration::from_secs(5), self.tracker.wait()).await;
             }
         }
@@ -144,9 +141,12 @@ async fn accept_loop(
 ) {
     tracing::info!(listener = %listener.name, addr = %listener.address, "listening");
     let listener_name: Arc<str> = listener.name.as_str().into();
+    // Made once: short-connection callers pass here once per message.
+    let stopped = shutdown.stop_token().clone().cancelled_owned();
+    tokio::pin!(stopped);
     loop {
         let accepted = tokio::select! {
-            _ = shutdown.stop.cancelled() => return,
+            _ = &mut stopped => return,
             a = tcp.accept() => a,
         };
         let (stream, peer) = match accepted {

@@ -570,3 +570,20 @@ async fn shutdown_under_load_answers_every_request_in_flight() {
         "closed after the last answer"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_closes_idle_caller_connections_without_waiting_out_the_grace() {
+    let mut raw = shipped_config();
+    raw.gateway.shutdown_grace_ms = 120_000;
+    let gw = TestGateway::start_with(raw).await;
+    // Answered first: the connection's loop has turned, so its shutdown
+    // signals were polled once and hold its waker.
+    let mut idle = gw.client().await;
+    assert_eq!(rsp_code(&idle.call(request("5222", &[])).await), "000000");
+    let mut never_sent = gw.client().await;
+    tokio::time::timeout(Duration::from_secs(30), gw.stop())
+        .await
+        .expect("stop waited for the grace period: an idle connection missed the signal");
+    assert!(idle.recv_or_eof().await.is_none());
+    assert!(never_sent.recv_or_eof().await.is_none());
+}
