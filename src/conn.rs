@@ -93,6 +93,14 @@ pub async fn serve(
     let (r, w) = stream.into_split();
     let mut reader = FramedRead::new(r, codec);
     let mut writer = FramedWrite::new(w, codec);
+    // A request borrows the gateway and the caller: nothing to clone per message.
+    let (gw_ref, caller_ref) = (&gw, &caller);
+    let start =
+        move |id: usize, msg: Bytes| async move { (id, gw_ref.handle(caller_ref, msg).await) };
+    // The first request in flight runs in this slot, inside the connection's
+    // own future; only requests pipelined behind it go to `in_flight`, which
+    // allocates a node and wakes through its own queue per request.
+    let mut solo = std::pin::pin!(empty_slot(&start));
     let mut in_flight = FuturesUnordered::new();
     let mut reading = true;
     // One timer, reset only when it fires, checks both the idle and the
@@ -125,12 +133,12 @@ pub async fn serve(
     let signalled = &*shutdown.signalled;
 
     loop {
-        if !reading && in_flight.is_empty() {
+        if !reading && in_flight.is_empty() && solo.is_none() {
             break;
         }
         tokio::select! {
             biased;
-            Some((id, answer)) = in_flight.next() => {
+            Some((id, answer)) = std::future::poll_fn(|cx| poll_answer(solo.as_mut(), &mut in_flight, cx)) => {
                 active = true;
                 waiting.done(id);
                 if write_answers(&mut writer, answer, &mut in_flight, &mut waiting, limits.write_timeout).await.is_err() {
@@ -139,7 +147,7 @@ pub async fn serve(
                     return;
                 }
             }
-            frame = reader.next(), if reading && in_flight.len() < limits.max_in_flight => {
+            frame = reader.next(), if reading && in_flight.len() + usize::from(solo.is_some()) < limits.max_in_flight => {
                 active = true;
                 partial_since = None;
                 match frame {
@@ -152,9 +160,11 @@ pub async fn serve(
                     }
                     Some(Ok(msg)) => {
                         let id = waiting.add(msg.clone());
-                        let gw = gw.clone();
-                        let caller = caller.clone();
-                        in_flight.push(async move { (id, gw.handle(&caller, msg).await) });
+                        if solo.is_none() {
+                            solo.set(Some(start(id, msg)));
+                        } else {
+                            in_flight.push(start(id, msg));
+                        }
                     }
                     Some(Err(FrameError::Io(e))) => {
                         tracing::debug!("caller read error: {e}");
@@ -183,11 +193,12 @@ pub async fn serve(
             _ = std::future::poll_fn(|cx| poll_gated(&mut stop_armed, signalled, stop.as_mut(), cx)), if reading => {
                 reading = false;
             }
-            _ = std::future::poll_fn(|cx| poll_gated(&mut hard_armed, signalled, hard.as_mut(), cx)), if !hard_done && !in_flight.is_empty() => {
+            _ = std::future::poll_fn(|cx| poll_gated(&mut hard_armed, signalled, hard.as_mut(), cx)), if !hard_done && (solo.is_some() || !in_flight.is_empty()) => {
                 // The grace is over: drop what is still running and answer it.
                 hard_done = true;
                 reading = false;
                 in_flight.clear();
+                solo.set(None);
                 let snap = gw.snapshot();
                 let err = GwError::new(RspCode::BackendTimeout, "网关停止，请求未在宽限期内完成，结果未知");
                 for msg in waiting.drain() {
@@ -207,7 +218,7 @@ pub async fn serve(
                 }
                 if reader.read_buffer().is_empty() {
                     partial_since = None;
-                    if in_flight.is_empty() && now - last_activity >= limits.idle_timeout {
+                    if in_flight.is_empty() && solo.is_none() && now - last_activity >= limits.idle_timeout {
                         tracing::debug!(peer = %caller.peer, "idle caller connection closed");
                         return;
                     }
@@ -260,6 +271,31 @@ async fn linger_close(
     tokio::select! {
         _ = tokio::time::timeout(linger_for, drain) => {}
         _ = stop.cancelled() => {}
+    }
+}
+
+/// An empty request slot, typed after the futures `start` makes (an async
+/// block's type has no name to write).
+fn empty_slot<F>(_start: &impl Fn(usize, Bytes) -> F) -> Option<F> {
+    None
+}
+
+/// The next finished request: the slot's first, then the pipelined ones.
+/// Pending, not done, while the slot still runs and the set is empty.
+fn poll_answer<F: Future<Output = (usize, Bytes)>>(
+    mut solo: Pin<&mut Option<F>>,
+    in_flight: &mut FuturesUnordered<F>,
+    cx: &mut Context<'_>,
+) -> Poll<Option<(usize, Bytes)>> {
+    if let Some(running) = solo.as_mut().as_pin_mut() {
+        if let Poll::Ready(done) = running.poll(cx) {
+            solo.set(None);
+            return Poll::Ready(Some(done));
+        }
+    }
+    match in_flight.poll_next_unpin(cx) {
+        Poll::Ready(None) if solo.is_some() => Poll::Pending,
+        other => other,
     }
 }
 

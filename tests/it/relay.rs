@@ -44,6 +44,35 @@ async fn five_pipelined_requests_on_one_connection_are_all_answered_by_seq_no() 
     gw.stop().await;
 }
 
+// Guards the inline slot of a connection's first request: requests
+// pipelined behind a slow one finish first and are answered at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_requests_behind_a_slow_first_one_are_answered_before_it() {
+    // Delay = last digit of SeqNo × 40 ms.
+    let backend = ScriptedBackend::start(Script::Concurrent(Duration::from_millis(40))).await;
+    let gw = TestGateway::start_with(config_with_backend("SCF", backend.addr)).await;
+    let mut c = gw.client().await;
+    let slow = format!("{}9", next_seq("Q"));
+    c.send(request("2969", &[("ChnlNo", "CUS"), ("SeqNo", &slow)]))
+        .await;
+    let mut fast = HashSet::new();
+    for d in ["1", "2"] {
+        let seq = format!("{}{d}", next_seq("Q"));
+        c.send(request("2969", &[("ChnlNo", "CUS"), ("SeqNo", &seq)]))
+            .await;
+        fast.insert(seq);
+    }
+    let mut order = Vec::new();
+    for _ in 0..3 {
+        let answer = c.recv().await;
+        assert_eq!(rsp_code(&answer), "000000", "{}", rsp_msg(&answer));
+        order.push(field(&answer, Role::Seq));
+    }
+    assert_eq!(order[2], slow, "answers in order {order:?}");
+    assert_eq!(order[..2].iter().cloned().collect::<HashSet<_>>(), fast);
+    gw.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn short_caller_connections_each_get_their_answer() {
     let gw = TestGateway::start().await;
