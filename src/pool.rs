@@ -326,7 +326,13 @@ impl Pool {
     ) -> Result<Bytes, CallError> {
         let (mut conn, born, reused) = match self.take_idle() {
             Some((c, born)) => (c, born, true),
-            None => (self.connect(deadline).await?, Instant::now(), false),
+            // Boxed: connecting is the cold path, and its state would
+            // otherwise sit in every request's future (moved twice per message).
+            None => (
+                Box::pin(self.connect(deadline)).await?,
+                Instant::now(),
+                false,
+            ),
         };
         match exchange(&mut conn, msg, deadline).await {
             Ok(answer) => {
@@ -535,19 +541,28 @@ impl Pool {
             msg: msg.clone(),
             deadline,
         };
-        match tokio::time::timeout_at(deadline, conn.tx.send(queued)).await {
-            Ok(Ok(())) => guard.sent = true,
-            Ok(Err(_)) => {
-                return Err(CallError::new(
-                    RspCode::BackendUnreachable,
-                    format!("后端 {} 多路连接已关闭，请求未发送", self.id),
-                ));
-            }
-            Err(_) => {
-                return Err(CallError::new(
-                    RspCode::Busy,
-                    format!("后端 {} 多路连接发送队列已满，请求未发送", self.id),
-                ));
+        let closed = || {
+            CallError::new(
+                RspCode::BackendUnreachable,
+                format!("后端 {} 多路连接已关闭，请求未发送", self.id),
+            )
+        };
+        match conn.tx.try_send(queued) {
+            Ok(()) => guard.sent = true,
+            Err(mpsc::error::TrySendError::Closed(_)) => return Err(closed()),
+            // A full queue is the cold path: only then a timed wait, boxed
+            // so that its state stays out of every request's future.
+            Err(mpsc::error::TrySendError::Full(queued)) => {
+                match Box::pin(tokio::time::timeout_at(deadline, conn.tx.send(queued))).await {
+                    Ok(Ok(())) => guard.sent = true,
+                    Ok(Err(_)) => return Err(closed()),
+                    Err(_) => {
+                        return Err(CallError::new(
+                            RspCode::Busy,
+                            format!("后端 {} 多路连接发送队列已满，请求未发送", self.id),
+                        ));
+                    }
+                }
             }
         }
         let answer = tokio::time::timeout_at(deadline, rx).await;
@@ -630,7 +645,8 @@ impl Pool {
             // Counted down however the connect ends, even if this request is
             // dropped meanwhile: a leaked count would stop all reconnects.
             let opening = Opening(&self.mux_opening);
-            let conn = self.mux_connect(deadline).await?;
+            // Boxed, as in `call_exclusive`: the cold path stays out of every request's future.
+            let conn = Box::pin(self.mux_connect(deadline)).await?;
             if let Ok(mut v) = self.mux.lock() {
                 v.push(conn.clone());
             }
