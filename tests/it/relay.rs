@@ -136,17 +136,18 @@ async fn long_mode_backend_reuses_its_pooled_connection() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backend_down_is_gw0201() {
-    // A port that was free a moment ago and has nobody listening.
-    let addr = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap()
-    };
+    // A port held bound but not listening: connects to it are refused, and
+    // no other test can be given it meanwhile (a freed port can be).
+    let held = tokio::net::TcpSocket::new_v4().unwrap();
+    held.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = held.local_addr().unwrap();
     let gw = TestGateway::start_with(config_with_backend("SCF", addr)).await;
     let mut c = gw.client().await;
     let answer = c.call(request("2969", &[("ChnlNo", "CUS")])).await;
     assert_eq!(rsp_code(&answer), "GW0201");
     assert!(rsp_msg(&answer).contains("SCF"), "{}", rsp_msg(&answer));
     gw.stop().await;
+    drop(held);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
