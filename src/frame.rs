@@ -83,9 +83,8 @@ impl Framing {
         };
         match self.field {
             LengthField::Ascii(d) => {
-                let mut buf = itoa_pad(n, d as usize);
-                dst.put_slice(&buf[..d as usize]);
-                buf.clear();
+                let width = usize::from(d).min(10);
+                dst.put_slice(&zero_padded(n, width)[..width])
             }
             LengthField::U16 => dst.put_u16(n as u16),
             LengthField::U32 => dst.put_u32(n as u32),
@@ -102,11 +101,15 @@ impl Framing {
     }
 }
 
-fn itoa_pad(n: usize, width: usize) -> Vec<u8> {
-    let s = n.to_string();
-    let mut v = vec![b'0'; width.saturating_sub(s.len())];
-    v.extend_from_slice(s.as_bytes());
-    v
+/// `n` in `width` (at most 10) zero-padded ASCII digits, on the stack: it is
+/// written for every frame sent. `n` fits, as `put_prefix` checked.
+fn zero_padded(mut n: usize, width: usize) -> [u8; 10] {
+    let mut buf = [b'0'; 10];
+    for slot in buf[..width.min(10)].iter_mut().rev() {
+        *slot = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+    buf
 }
 
 impl FromStr for Framing {
@@ -277,6 +280,26 @@ mod tests {
     fn decode_all(codec: &mut FrameCodec, bytes: &[u8]) -> Result<Option<Bytes>, FrameError> {
         let mut buf = BytesMut::from(bytes);
         codec.decode(&mut buf)
+    }
+
+    #[test]
+    fn ascii_prefix_is_zero_padded_at_every_width() {
+        for digits in 4..=10u32 {
+            let framing: Framing = format!("ascii{digits}").parse().unwrap();
+            let max = framing.max_representable();
+            for len in [0, 7, 383, 9_999, max] {
+                let mut out = BytesMut::new();
+                framing.put_prefix(len, &mut out).unwrap();
+                assert_eq!(out.len(), digits as usize);
+                assert_eq!(
+                    &out[..],
+                    format!("{len:0w$}", w = digits as usize).as_bytes()
+                );
+                let codec = FrameCodec::new(framing, usize::MAX);
+                assert_eq!(codec.declared_len(&out).unwrap(), len);
+            }
+            assert!(framing.put_prefix(max + 1, &mut BytesMut::new()).is_err());
+        }
     }
 
     #[test]

@@ -50,6 +50,13 @@ pub fn check(bytes: &[u8]) -> Result<(), GbkError> {
     if bytes.is_ascii() {
         return Ok(());
     }
+    // Fields are padded with spaces: nothing after the last possible lead
+    // byte and its trail can fail, so the walk stops there.
+    let end = bytes
+        .iter()
+        .rposition(|&b| b > 0x80)
+        .map_or(0, |p| (p + 2).min(bytes.len()));
+    let bytes = &bytes[..end];
     let mut i = 0;
     while i < bytes.len() {
         let b = bytes[i];
@@ -145,6 +152,66 @@ pub fn encode(text: &str) -> Result<Cow<'_, [u8]>, GbkError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The walk over every byte, as `check` did before it stopped at the
+    /// last possible lead byte.
+    fn check_every_byte(bytes: &[u8]) -> Result<(), GbkError> {
+        let mut i = 0;
+        while i < bytes.len() {
+            let b = bytes[i];
+            if b <= 0x80 {
+                i += 1;
+                continue;
+            }
+            if b == 0xFF {
+                return Err(GbkError::BadLead { offset: i, byte: b });
+            }
+            let Some(&t) = bytes.get(i + 1) else {
+                return Err(GbkError::SplitCharacter { offset: i });
+            };
+            if (0x30..=0x39).contains(&t) {
+                return Err(GbkError::FourByte { offset: i });
+            }
+            if !(0x40..=0xFE).contains(&t) || t == 0x7F {
+                return Err(GbkError::BadTrail {
+                    offset: i,
+                    lead: b,
+                    trail: t,
+                });
+            }
+            i += 2;
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn check_stopping_at_the_last_lead_byte_gives_the_same_verdict_and_offset() {
+        use proptest::prelude::*;
+        let byte = prop_oneof![
+            Just(b' '),
+            Just(b'A'),
+            Just(0x30u8),
+            Just(0x40u8),
+            Just(0x7Fu8),
+            Just(0x80u8),
+            Just(0x81u8),
+            Just(0xB0u8),
+            Just(0xFFu8),
+            any::<u8>(),
+        ];
+        let mut runner =
+            proptest::test_runner::TestRunner::new(proptest::test_runner::Config::with_cases(5000));
+        runner
+            .run(
+                &(proptest::collection::vec(byte, 0..12), 0usize..6),
+                |(mut bytes, padding)| {
+                    bytes.extend(std::iter::repeat_n(b' ', padding));
+                    prop_assert_eq!(check(&bytes), check_every_byte(&bytes));
+                    Ok(())
+                },
+            )
+            .unwrap();
+    }
 
     /// `is_valid` trusts `check` alone: that holds only if every pair that
     /// `check` accepts maps to a character in encoding_rs's GBK table.
