@@ -539,6 +539,7 @@ impl Pool {
         // the wait for room must end at the deadline like everything else.
         let queued = Queued {
             msg: msg.clone(),
+            key,
             deadline,
         };
         let closed = || {
@@ -692,6 +693,8 @@ impl Pool {
                     while let (true, Some(q)) = (ok, next.take()) {
                         if q.deadline > now {
                             ok = writer.feed(q.msg).await.is_ok();
+                        } else {
+                            wshared.unsent(q.key);
                         }
                         next = rx.try_recv().ok();
                     }
@@ -845,6 +848,7 @@ struct MuxConn {
 #[derive(Debug)]
 struct Queued {
     msg: Bytes,
+    key: MuxId,
     deadline: tokio::time::Instant,
 }
 
@@ -913,6 +917,18 @@ struct MuxTable {
     pending: HashMap<MuxId, oneshot::Sender<Bytes>>,
     /// Keys that timed out and whose late answer has not come yet.
     expired: HashSet<MuxId>,
+    /// Keys the writer dropped as stale while their request still waited:
+    /// nothing is owed for them when it gives up.
+    unsent: HashSet<MuxId>,
+    /// Retiring: no new requests; closed once the last waiter is done.
+    draining: bool,
+}
+
+impl MuxTable {
+    /// A draining connection with no waiter left is done.
+    fn drained(&self) -> bool {
+        self.draining && self.pending.is_empty()
+    }
 }
 
 /// Counters of answers that found no waiter.
@@ -955,12 +971,20 @@ impl MuxShared {
     }
 
     fn take(&self, key: &MuxId) -> Option<oneshot::Sender<Bytes>> {
-        self.table.lock().ok()?.pending.remove(key)
+        let (waiter, drained) = {
+            let mut t = self.table.lock().ok()?;
+            let w = t.pending.remove(key);
+            (w, t.drained())
+        };
+        if drained {
+            self.close();
+        }
+        waiter
     }
 
     /// Called when a sent request gave up (its receiver is gone by then).
     fn expire(&self, key: MuxId) {
-        let owed = {
+        let drained = {
             let Ok(mut t) = self.table.lock() else { return };
             // Only our own waiter, closed: if none is there, the answer came
             // at the last moment (delivery counted it late); if an open one
@@ -969,29 +993,49 @@ impl MuxShared {
                 return;
             }
             t.pending.remove(&key);
-            t.expired.insert(key);
-            t.expired.len()
+            if !t.unsent.remove(&key) {
+                t.expired.insert(key);
+            }
+            // Decided under the lock, so that it happens once. Retired
+            // gently: requests still waiting keep their chance of an answer.
+            if t.expired.len() > self.owed_max && !t.draining {
+                t.draining = true;
+                self.alive.store(false, Ordering::Release);
+                self.counters.retired_owing.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    owed = t.expired.len(),
+                    "multiplexed connection owes more answers than it may; retiring it"
+                );
+            }
+            t.drained()
         };
-        if owed > self.owed_max {
-            tracing::warn!(
-                owed,
-                "multiplexed connection owes more answers than it may; retiring it"
-            );
-            self.counters.retired_owing.fetch_add(1, Ordering::Relaxed);
+        if drained {
             self.close();
         }
     }
 
+    /// The writer dropped a request past its deadline: it was never sent,
+    /// so its key is owed no answer and is free again.
+    fn unsent(&self, key: MuxId) {
+        let Ok(mut t) = self.table.lock() else { return };
+        if !t.expired.remove(&key) && t.pending.contains_key(&key) {
+            t.unsent.insert(key);
+        }
+    }
+
     fn deliver(&self, key: &MuxId, answer: Bytes) {
-        let (waiter, late) = match self.table.lock() {
+        let (waiter, late, drained) = match self.table.lock() {
             Ok(mut t) => {
                 let w = t.pending.remove(key);
                 // A late answer frees its key: it is consumed here.
                 let late = w.is_none() && t.expired.remove(key);
-                (w, late)
+                (w, late, t.drained())
             }
-            Err(_) => (None, false),
+            Err(_) => (None, false, false),
         };
+        if drained {
+            self.close();
+        }
         match waiter {
             Some(waiter) => {
                 if waiter.send(answer).is_err() {
@@ -1237,33 +1281,128 @@ mod tests {
     }
 
     #[tokio::test(flavor = "current_thread")]
+    async fn multiplex_connection_retired_for_owing_still_answers_its_waiting_requests() {
+        // Odd SeqNos are never answered, 4 after 300 ms, other even ones at once.
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut pool = mux_pool(listener.local_addr().unwrap());
+        pool.mux_owed_max = 1;
+        tokio::spawn(answering(listener, |seq| match seq {
+            4 => Some(Duration::from_millis(300)),
+            s if s.is_multiple_of(2) => Some(Duration::ZERO),
+            _ => None,
+        }));
+        let short = Duration::from_millis(100);
+        let after = |ms| tokio::time::sleep(Duration::from_millis(ms));
+        let (one, two) = (frame(1), frame(2));
+        let (owed, answered) = tokio::join!(pool.call(&one, short), async {
+            after(20).await;
+            pool.call(&two, short).await
+        });
+        assert_eq!(owed.unwrap_err().error.code, RspCode::BackendTimeout);
+        assert_eq!(answered.unwrap(), two);
+        // 4 waits while 3 times out: the second debt retires the connection.
+        let (slow, three, six) = (frame(4), frame(3), frame(6));
+        let (slow_answer, owed, answered) = tokio::join!(
+            pool.call(&slow, Duration::from_secs(5)),
+            pool.call(&three, short),
+            async {
+                after(20).await;
+                pool.call(&six, short).await
+            }
+        );
+        assert_eq!(owed.unwrap_err().error.code, RspCode::BackendTimeout);
+        assert_eq!(answered.unwrap(), six);
+        assert_eq!(
+            slow_answer.unwrap(),
+            slow,
+            "retired gently: the waiting request got its answer"
+        );
+        assert_eq!(pool.dropped(), 1);
+        let next = frame(8);
+        assert_eq!(
+            pool.call(&next, Duration::from_secs(5)).await.unwrap(),
+            next
+        );
+        assert_eq!(pool.stats.connects.load(Ordering::Relaxed), 2);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn multiplex_request_left_unsent_at_its_deadline_frees_its_key() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let pool = mux_pool(listener.local_addr().unwrap());
+        let (tx, mut reads) = mpsc::unbounded_channel();
+        tokio::spawn(echo_counting(listener, tx));
+        let warm = frame(1);
+        assert_eq!(
+            pool.call(&warm, Duration::from_secs(5)).await.unwrap(),
+            warm
+        );
+        assert_eq!(reads.recv().await, Some(1));
+        // Its deadline has passed before the writer gets to it: GW0202 for
+        // the caller, and the writer drops it unsent.
+        let stale = frame(2);
+        let err = pool.call(&stale, Duration::ZERO).await.unwrap_err();
+        assert_eq!(err.error.code, RspCode::BackendTimeout);
+        let shared = pool.mux.lock().unwrap()[0].shared.clone();
+        let settled = async {
+            while !shared.table.lock().unwrap().expired.is_empty() {
+                tokio::task::yield_now().await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(5), settled)
+            .await
+            .expect("the unsent request's key is owed nothing");
+        // The same channel and SeqNo again: sent, and answered.
+        assert_eq!(
+            pool.call(&stale, Duration::from_secs(5)).await.unwrap(),
+            stale
+        );
+        assert_eq!(
+            reads.recv().await,
+            Some(1),
+            "only the retry reached the backend"
+        );
+        assert!(shared.table.lock().unwrap().unsent.is_empty());
+    }
+
+    /// Answers each request after the delay `rule` gives for its SeqNo, or never.
+    async fn answering(listener: TcpListener, rule: fn(usize) -> Option<Duration>) {
+        while let Ok((s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let (mut r, w) = s.into_split();
+                let w = Arc::new(tokio::sync::Mutex::new(w));
+                let mut buf = Vec::new();
+                let mut chunk = vec![0u8; 1 << 16];
+                while let Ok(n @ 1..) = r.read(&mut chunk).await {
+                    buf.extend_from_slice(&chunk[..n]);
+                    for f in take_frames(&mut buf) {
+                        let seq: usize = std::str::from_utf8(&f[8 + 6..8 + 26])
+                            .unwrap()
+                            .trim()
+                            .parse()
+                            .unwrap();
+                        let Some(delay) = rule(seq) else { continue };
+                        let w = w.clone();
+                        tokio::spawn(async move {
+                            tokio::time::sleep(delay).await;
+                            let _ = w.lock().await.write_all(&f).await;
+                        });
+                    }
+                }
+            });
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
     async fn multiplex_connection_owing_too_many_late_answers_is_retired_not_forgetful() {
         // Even SeqNos are answered at once, odd ones never: the connection
         // is alive (not wedged) but owes an answer for every odd request.
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let mut pool = mux_pool(listener.local_addr().unwrap());
         pool.mux_owed_max = 2;
-        tokio::spawn(async move {
-            while let Ok((mut s, _)) = listener.accept().await {
-                tokio::spawn(async move {
-                    let mut buf = Vec::new();
-                    let mut chunk = vec![0u8; 1 << 16];
-                    while let Ok(n @ 1..) = s.read(&mut chunk).await {
-                        buf.extend_from_slice(&chunk[..n]);
-                        for f in take_frames(&mut buf) {
-                            let seq: usize = std::str::from_utf8(&f[8 + 6..8 + 26])
-                                .unwrap()
-                                .trim()
-                                .parse()
-                                .unwrap();
-                            if seq.is_multiple_of(2) && s.write_all(&f).await.is_err() {
-                                return;
-                            }
-                        }
-                    }
-                });
-            }
-        });
+        tokio::spawn(answering(listener, |seq| {
+            seq.is_multiple_of(2).then_some(Duration::ZERO)
+        }));
         for round in 0..3 {
             let (odd, even) = (frame(2 * round + 1), frame(2 * round + 2));
             let (unanswered, answered) =
