@@ -16,7 +16,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -58,25 +58,27 @@ impl Shutdown {
         self.hard.cancel();
     }
 
-    /// The token `stop` cancels, for loops that wait on it.
-    pub fn stop_token(&self) -> &CancellationToken {
-        &self.stop
+    /// A token cancelled with `stop`, for loops that wait on it. A child:
+    /// cancelling it does not stop anything else.
+    pub fn stop_token(&self) -> CancellationToken {
+        self.stop.child_token()
     }
 }
 
-/// Polls a shutdown future the first time, so that it holds this task's
-/// waker, and after that only once the signal flag is set. The task's waker
-/// does not change, so the first registration is the one that wakes it.
+/// Polls a shutdown future when it must: the first time, whenever the waker
+/// differs from the one it holds, and once the signal flag is set. In
+/// between, the waker it holds is the one that wakes this task.
 fn poll_gated<F: Future>(
-    armed: &mut bool,
+    armed: &mut Option<Waker>,
     signalled: &AtomicBool,
     fut: Pin<&mut F>,
     cx: &mut Context<'_>,
 ) -> Poll<F::Output> {
-    if *armed && !signalled.load(Ordering::Acquire) {
+    let same_waker = armed.as_ref().is_some_and(|w| w.will_wake(cx.waker()));
+    if same_waker && !signalled.load(Ordering::Acquire) {
         return Poll::Pending;
     }
-    *armed = true;
+    *armed = Some(cx.waker().clone());
     fut.poll(cx)
 }
 
@@ -129,7 +131,7 @@ pub async fn serve(
     let stop = shutdown.stop.cancelled();
     tokio::pin!(stop);
     let mut hard_done = false;
-    let (mut stop_armed, mut hard_armed) = (false, false);
+    let (mut stop_armed, mut hard_armed) = (None, None);
     let signalled = &*shutdown.signalled;
 
     loop {
@@ -362,4 +364,57 @@ where
         return done;
     }
     tokio::time::timeout(timeout, work).await.map_err(|_| ())?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    /// Counts its polls; never ready.
+    struct Polls(Arc<AtomicUsize>);
+
+    impl Future for Polls {
+        type Output = ();
+        fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<()> {
+            self.0.fetch_add(1, Ordering::Relaxed);
+            Poll::Pending
+        }
+    }
+
+    struct Wake;
+    impl futures::task::ArcWake for Wake {
+        fn wake_by_ref(_: &Arc<Self>) {}
+    }
+
+    #[test]
+    fn gated_shutdown_signal_is_polled_again_for_a_new_waker_or_once_signalled() {
+        let polls = Arc::new(AtomicUsize::new(0));
+        let mut fut = std::pin::pin!(Polls(polls.clone()));
+        let signalled = AtomicBool::new(false);
+        let mut armed = None;
+        let (a, b) = (
+            futures::task::waker(Arc::new(Wake)),
+            futures::task::waker(Arc::new(Wake)),
+        );
+        let mut poll_with = |w: &Waker| {
+            let _ = poll_gated(
+                &mut armed,
+                &signalled,
+                fut.as_mut(),
+                &mut Context::from_waker(w),
+            );
+            polls.load(Ordering::Relaxed)
+        };
+        assert_eq!(poll_with(&a), 1, "the first poll leaves the waker");
+        assert_eq!(poll_with(&a), 1, "the same waker: not polled again");
+        assert_eq!(
+            poll_with(&b),
+            2,
+            "another waker: polled, so it is the one held"
+        );
+        assert_eq!(poll_with(&b), 2);
+        signalled.store(true, Ordering::Release);
+        assert_eq!(poll_with(&b), 3, "signalled: polled every time");
+    }
 }

@@ -83,8 +83,10 @@ impl Framing {
         };
         match self.field {
             LengthField::Ascii(d) => {
-                let width = usize::from(d).min(10);
-                dst.put_slice(&zero_padded(n, width)[..width])
+                let width = usize::from(d);
+                // Wider than any usize: the rest is leading zeros.
+                dst.put_bytes(b'0', width.saturating_sub(20));
+                dst.put_slice(&zero_padded(n, width.min(20))[20 - width.min(20)..]);
             }
             LengthField::U16 => dst.put_u16(n as u16),
             LengthField::U32 => dst.put_u32(n as u32),
@@ -101,11 +103,12 @@ impl Framing {
     }
 }
 
-/// `n` in `width` (at most 10) zero-padded ASCII digits, on the stack: it is
-/// written for every frame sent. `n` fits, as `put_prefix` checked.
-fn zero_padded(mut n: usize, width: usize) -> [u8; 10] {
-    let mut buf = [b'0'; 10];
-    for slot in buf[..width.min(10)].iter_mut().rev() {
+/// `n` right-aligned in a 20-digit zero-padded buffer (any usize fits), on
+/// the stack: it is written for every frame sent. `n` fits in `width`
+/// digits, as `put_prefix` checked.
+fn zero_padded(mut n: usize, width: usize) -> [u8; 20] {
+    let mut buf = [b'0'; 20];
+    for slot in buf[20 - width.min(20)..].iter_mut().rev() {
         *slot = b'0' + (n % 10) as u8;
         n /= 10;
     }

@@ -93,7 +93,7 @@ impl Server {
             ));
         }
         let gw = self.gw.clone();
-        let maint_stop = self.shutdown.stop_token().clone();
+        let maint_stop = self.shutdown.stop_token();
         self.tracker.spawn(async move {
             // Pool health: reap dead or expired idle connections, keep min_idle warm.
             let mut tick = tokio::time::interval(Duration::from_millis(500));
@@ -142,7 +142,7 @@ async fn accept_loop(
     tracing::info!(listener = %listener.name, addr = %listener.address, "listening");
     let listener_name: Arc<str> = listener.name.as_str().into();
     // Made once: short-connection callers pass here once per message.
-    let stopped = shutdown.stop_token().clone().cancelled_owned();
+    let stopped = shutdown.stop_token().cancelled_owned();
     tokio::pin!(stopped);
     loop {
         let accepted = tokio::select! {

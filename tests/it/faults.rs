@@ -587,3 +587,35 @@ async fn shutdown_closes_idle_caller_connections_without_waiting_out_the_grace()
     assert!(idle.recv_or_eof().await.is_none());
     assert!(never_sent.recv_or_eof().await.is_none());
 }
+
+// Guards the inline slot: the only request in flight on a connection is
+// answered GW0202 when the grace ends, like pipelined ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_answers_a_lone_request_in_flight_when_the_grace_ends() {
+    let backend = ScriptedBackend::start(Script::Stall).await;
+    let mut raw = config_with_backend("SCF", backend.addr);
+    raw.gateway.shutdown_grace_ms = 300;
+    tune(&mut raw, "SCF", |b| b.timeouts.request_ms = 30_000);
+    let gw = TestGateway::start_with(raw).await;
+    let mut lone = gw.client().await;
+    lone.send(request("2969", &[("ChnlNo", "CUS")])).await;
+    let deadline = std::time::Instant::now() + WAIT;
+    while backend.count() < 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the request never reached the backend"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let done = tokio::spawn(gw.stop());
+    let a = lone.recv().await;
+    assert_eq!(rsp_code(&a), "GW0202", "{}", rsp_msg(&a));
+    tokio::time::timeout(Duration::from_secs(10), done)
+        .await
+        .expect("stopped after the grace")
+        .unwrap();
+    assert!(
+        lone.recv_or_eof().await.is_none(),
+        "closed after the answer"
+    );
+}
