@@ -1291,15 +1291,9 @@ mod tests {
             s if s.is_multiple_of(2) => Some(Duration::ZERO),
             _ => None,
         }));
+        owe_one(&pool, 1, 2).await;
         let short = Duration::from_millis(100);
         let after = |ms| tokio::time::sleep(Duration::from_millis(ms));
-        let (one, two) = (frame(1), frame(2));
-        let (owed, answered) = tokio::join!(pool.call(&one, short), async {
-            after(20).await;
-            pool.call(&two, short).await
-        });
-        assert_eq!(owed.unwrap_err().error.code, RspCode::BackendTimeout);
-        assert_eq!(answered.unwrap(), two);
         // 4 waits while 3 times out: the second debt retires the connection.
         let (slow, three, six) = (frame(4), frame(3), frame(6));
         let (slow_answer, owed, answered) = tokio::join!(
@@ -1317,13 +1311,7 @@ mod tests {
             slow,
             "retired gently: the waiting request got its answer"
         );
-        assert_eq!(pool.dropped(), 1);
-        let next = frame(8);
-        assert_eq!(
-            pool.call(&next, Duration::from_secs(5)).await.unwrap(),
-            next
-        );
-        assert_eq!(pool.stats.connects.load(Ordering::Relaxed), 2);
+        assert_retired_and_replaced(&pool, 8).await;
     }
 
     #[tokio::test(flavor = "current_thread")]
@@ -1365,6 +1353,29 @@ mod tests {
         assert!(shared.table.lock().unwrap().unsent.is_empty());
     }
 
+    /// Request `owed` times out while `answered`, sent 20 ms later, is
+    /// answered: the connection owes one more answer but is not wedged.
+    async fn owe_one(pool: &Pool, owed: usize, answered: usize) {
+        let (owed, answered) = (frame(owed), frame(answered));
+        let (timed_out, ok) = tokio::join!(pool.call(&owed, Duration::from_millis(100)), async {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            pool.call(&answered, Duration::from_secs(5)).await
+        });
+        assert_eq!(ok.unwrap(), answered);
+        assert_eq!(timed_out.unwrap_err().error.code, RspCode::BackendTimeout);
+    }
+
+    /// One connection was retired, and the next request is served on a new one.
+    async fn assert_retired_and_replaced(pool: &Pool, seq: usize) {
+        assert_eq!(pool.dropped(), 1);
+        let next = frame(seq);
+        assert_eq!(
+            pool.call(&next, Duration::from_secs(5)).await.unwrap(),
+            next
+        );
+        assert_eq!(pool.stats.connects.load(Ordering::Relaxed), 2);
+    }
+
     /// Answers each request after the delay `rule` gives for its SeqNo, or never.
     async fn answering(listener: TcpListener, rule: fn(usize) -> Option<Duration>) {
         while let Ok((s, _)) = listener.accept().await {
@@ -1404,24 +1415,11 @@ mod tests {
             seq.is_multiple_of(2).then_some(Duration::ZERO)
         }));
         for round in 0..3 {
-            let (odd, even) = (frame(2 * round + 1), frame(2 * round + 2));
-            let (unanswered, answered) =
-                tokio::join!(pool.call(&odd, Duration::from_millis(100)), async {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                    pool.call(&even, Duration::from_secs(5)).await
-                });
-            assert_eq!(answered.unwrap(), even);
-            assert_eq!(unanswered.unwrap_err().error.code, RspCode::BackendTimeout);
+            owe_one(&pool, 2 * round + 1, 2 * round + 2).await;
             assert_eq!(pool.stats.connects.load(Ordering::Relaxed), 1);
         }
-        // Three owed, two allowed: retired, and the next request gets a new one.
-        assert_eq!(pool.dropped(), 1);
-        let next = frame(100);
-        assert_eq!(
-            pool.call(&next, Duration::from_secs(5)).await.unwrap(),
-            next
-        );
-        assert_eq!(pool.stats.connects.load(Ordering::Relaxed), 2);
+        // Three owed, two allowed.
+        assert_retired_and_replaced(&pool, 100).await;
     }
 
     #[tokio::test(flavor = "current_thread")]
