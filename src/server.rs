@@ -112,12 +112,11 @@ impl Server {
         stop.cancelled().await;
         tracing::info!("shutting down: no new connections; grace {grace:?}");
         self.shutdown.stop();
-        let shutdown = self.shutdown.clone();
         tokio::select! {
             _ = self.tracker.wait() => {}
             _ = tokio::time::sleep(grace) => {
                 tracing::warn!("grace period over; answering what is left with GW0202");
-                shutdown.end_grace();
+                self.shutdown.end_grace();
                 let _ = tokio::time::timeout(Duration::from_secs(5), self.tracker.wait()).await;
             }
         }
