@@ -82,12 +82,7 @@ impl Framing {
             len
         };
         match self.field {
-            LengthField::Ascii(d) => {
-                let width = usize::from(d);
-                // Wider than any usize: the rest is leading zeros.
-                dst.put_bytes(b'0', width.saturating_sub(20));
-                dst.put_slice(&zero_padded(n, width.min(20))[20 - width.min(20)..]);
-            }
+            LengthField::Ascii(d) => put_zero_padded(n, usize::from(d), dst),
             LengthField::U16 => dst.put_u16(n as u16),
             LengthField::U32 => dst.put_u32(n as u32),
         }
@@ -103,16 +98,19 @@ impl Framing {
     }
 }
 
-/// `n` right-aligned in a 20-digit zero-padded buffer (any usize fits), on
-/// the stack: it is written for every frame sent. `n` fits in `width`
-/// digits, as `put_prefix` checked.
-fn zero_padded(mut n: usize, width: usize) -> [u8; 20] {
-    let mut buf = [b'0'; 20];
-    for slot in buf[20 - width.min(20)..].iter_mut().rev() {
-        *slot = b'0' + (n % 10) as u8;
+/// Writes `n` as `width` zero-padded ASCII digits, from a stack buffer: it
+/// is done for every frame sent. `n` fits in `width`, as `put_prefix` checked.
+fn put_zero_padded(mut n: usize, width: usize, dst: &mut BytesMut) {
+    let mut digits = [0u8; 20]; // any usize fits
+    let mut start = digits.len();
+    while n > 0 {
+        start -= 1;
+        digits[start] = b'0' + (n % 10) as u8;
         n /= 10;
     }
-    buf
+    let digits = &digits[start..];
+    dst.put_bytes(b'0', width.saturating_sub(digits.len()));
+    dst.put_slice(digits);
 }
 
 impl FromStr for Framing {

@@ -84,18 +84,19 @@ impl Drop for Verdict<'_> {
 }
 
 /// One unit of a gauge, given back when dropped, cancellation included.
+/// `Counted(gauge)` takes over a unit counted already.
 struct Counted<'a>(&'a AtomicUsize);
 
 impl<'a> Counted<'a> {
     fn new(gauge: &'a AtomicUsize) -> Self {
-        gauge.fetch_add(1, Ordering::Relaxed);
+        gauge.fetch_add(1, Ordering::AcqRel);
         Counted(gauge)
     }
 }
 
 impl Drop for Counted<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -645,7 +646,7 @@ impl Pool {
             }
             // Counted down however the connect ends, even if this request is
             // dropped meanwhile: a leaked count would stop all reconnects.
-            let opening = Opening(&self.mux_opening);
+            let opening = Counted(&self.mux_opening);
             // Boxed, as in `call_exclusive`: the cold path stays out of every request's future.
             let conn = Box::pin(self.mux_connect(deadline)).await?;
             if let Ok(mut v) = self.mux.lock() {
@@ -850,15 +851,6 @@ struct Queued {
     msg: Bytes,
     key: MuxId,
     deadline: tokio::time::Instant,
-}
-
-/// Counts a connection being opened; counted down on drop.
-struct Opening<'a>(&'a AtomicUsize);
-
-impl Drop for Opening<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
 }
 
 /// A registered waiter. On drop it releases the key if the request was
@@ -1119,9 +1111,10 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
 
-    fn mux_pool(addr: SocketAddr) -> Pool {
+    /// A pool of backend "T" at `addr`; `settings` are extra TOML lines.
+    fn test_pool(addr: SocketAddr, mode: &str, settings: &str) -> Pool {
         let cfg: BackendConfig = toml::from_str(&format!(
-            "id = \"T\"\nname = \"t\"\naddress = \"{addr}\"\nmode = \"multiplex\"\npool = {{ max = 1 }}"
+            "id = \"T\"\nname = \"t\"\naddress = \"{addr}\"\nmode = \"{mode}\"\n{settings}"
         ))
         .unwrap();
         Pool::new(
@@ -1133,6 +1126,10 @@ mod tests {
                 seq: 6..26,
             },
         )
+    }
+
+    fn mux_pool(addr: SocketAddr) -> Pool {
+        test_pool(addr, "multiplex", "pool = { max = 1 }")
     }
 
     /// A message (the codec adds the ascii8 length) that starts with
@@ -1226,30 +1223,9 @@ mod tests {
         // A backend that answers SeqNo 8 at once and SeqNo 7 late.
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let pool = mux_pool(listener.local_addr().unwrap());
-        tokio::spawn(async move {
-            let (s, _) = listener.accept().await.unwrap();
-            let (mut r, w) = s.into_split();
-            let w = Arc::new(tokio::sync::Mutex::new(w));
-            let mut buf = Vec::new();
-            let mut chunk = vec![0u8; 1 << 16];
-            loop {
-                let n = r.read(&mut chunk).await.unwrap_or(0);
-                if n == 0 {
-                    return;
-                }
-                buf.extend_from_slice(&chunk[..n]);
-                for frame in take_frames(&mut buf) {
-                    let late = frame[8 + 6..8 + 26].starts_with(b"7 ");
-                    let w = w.clone();
-                    tokio::spawn(async move {
-                        if late {
-                            tokio::time::sleep(Duration::from_millis(200)).await;
-                        }
-                        let _ = w.lock().await.write_all(&frame).await;
-                    });
-                }
-            }
-        });
+        tokio::spawn(answering(listener, |seq| {
+            Some(Duration::from_millis(if seq == 7 { 200 } else { 0 }))
+        }));
         let timeout = Duration::from_millis(100);
         let late = frame(7);
         let prompt = frame(8);
@@ -1528,22 +1504,6 @@ mod tests {
         held.abort();
     }
 
-    fn long_pool(addr: SocketAddr, extra: &str) -> Pool {
-        let cfg: BackendConfig = toml::from_str(&format!(
-            "id = \"T\"\nname = \"t\"\naddress = \"{addr}\"\nmode = \"long\"\n{extra}"
-        ))
-        .unwrap();
-        Pool::new(
-            &cfg,
-            addr,
-            1 << 20,
-            MuxKey {
-                channel: 0..6,
-                seq: 6..26,
-            },
-        )
-    }
-
     /// Accepts connections and reads them without ever answering.
     async fn silent(listener: TcpListener) {
         while let Ok((mut s, _)) = listener.accept().await {
@@ -1558,8 +1518,9 @@ mod tests {
     async fn breaker_probe_cancelled_by_its_caller_lets_the_next_probe_through() {
         // The first connection never answers (opens the breaker), the rest echo.
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let pool = long_pool(
+        let pool = test_pool(
             listener.local_addr().unwrap(),
+            "long",
             "breaker = { failures = 1, cooldown_ms = 0 }",
         );
         let (tx, _reads) = mpsc::unbounded_channel();
@@ -1596,7 +1557,7 @@ mod tests {
     #[tokio::test(flavor = "current_thread")]
     async fn waiter_gauge_counts_down_when_a_waiting_request_is_cancelled() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let pool = long_pool(listener.local_addr().unwrap(), "pool = { max = 1 }");
+        let pool = test_pool(listener.local_addr().unwrap(), "long", "pool = { max = 1 }");
         tokio::spawn(silent(listener));
         let (a, b) = (frame(1), frame(2));
         let mut holder = Box::pin(pool.call(&a, Duration::from_secs(5)));

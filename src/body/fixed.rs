@@ -735,28 +735,14 @@ mod fast_path {
         use proptest::prelude::*;
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
         let h = crate::header::HeaderSpec::builtin();
+        let schemas = crate::schema::load_dir(&root.join("schemas")).unwrap();
         let mut messages = Vec::new();
-        for dir in std::fs::read_dir(root.join("fixtures")).unwrap() {
-            let dir = dir.unwrap().path();
-            let Some(code) = dir.file_name().and_then(|n| n.to_str()).map(str::to_owned) else {
-                continue;
-            };
-            if !dir.is_dir() {
-                continue;
-            }
-            let s =
-                crate::schema::Schema::load(&root.join(format!("schemas/{code}.toml"))).unwrap();
-            for f in std::fs::read_dir(&dir).unwrap() {
-                let path = f.unwrap().path();
-                if path.extension().is_none_or(|e| e != "toml") {
-                    continue;
-                }
-                let f = crate::fixture::Fixture::load(&path).unwrap();
-                let req = f.request_message(&h, &s, false).unwrap();
-                let resp = f.response_message(&h, &s, &req, false).unwrap();
-                messages.push((s.request.clone(), req.to_vec()));
-                messages.push((s.response.clone(), resp.to_vec()));
-            }
+        for f in crate::fixture::load_dir(&root.join("fixtures")).unwrap() {
+            let s = &schemas[&f.code];
+            let req = f.request_message(&h, s, false).unwrap();
+            let resp = f.response_message(&h, s, &req, false).unwrap();
+            messages.push((s.request.clone(), req.to_vec()));
+            messages.push((s.response.clone(), resp.to_vec()));
         }
         assert!(messages.len() >= 68, "every fixture's request and answer");
         let byte = prop_oneof![
