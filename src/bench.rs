@@ -1073,8 +1073,11 @@ async fn exchange(
             let c = TcpStream::connect(s.to)
                 .await
                 .map_err(|_| ErrKind::Connect)?;
-            let _ = c.set_nodelay(true);
-            if s.rst_close && !s.long {
+            if s.long {
+                let _ = c.set_nodelay(true);
+            } else if s.rst_close {
+                // A short connection writes once, with nothing unacknowledged
+                // before it, so Nagle never holds it back: no TCP_NODELAY.
                 let _ = c.set_zero_linger();
             }
             stream.insert(c)

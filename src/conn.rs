@@ -88,11 +88,20 @@ pub async fn serve(
     caller: Caller,
     codec: FrameCodec,
     limits: CallerLimits,
-    stream: TcpStream,
+    mut stream: TcpStream,
     shutdown: Shutdown,
 ) {
-    let _ = stream.set_nodelay(true);
-    let (r, w) = stream.into_split();
+    // The listener's TCP_NODELAY is inherited where the OS copies it.
+    if !cfg!(any(
+        target_os = "linux",
+        target_os = "android",
+        target_os = "freebsd"
+    )) {
+        let _ = stream.set_nodelay(true);
+    }
+    // Borrowed halves: no shared allocation, and dropping the write half
+    // makes no `shutdown` call; closing the socket sends the FIN.
+    let (r, w) = stream.split();
     let mut reader = FramedRead::new(r, codec);
     let mut writer = FramedWrite::new(w, codec);
     // A request borrows the gateway and the caller: nothing to clone per message.
@@ -254,7 +263,7 @@ pub async fn serve(
 /// After our FIN, reads and discards what the caller still sends, for a
 /// bounded time and amount, so the close is graceful.
 async fn linger_close(
-    mut rest: tokio::net::tcp::OwnedReadHalf,
+    mut rest: tokio::net::tcp::ReadHalf<'_>,
     limits: CallerLimits,
     stop: CancellationToken,
 ) {

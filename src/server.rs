@@ -39,7 +39,7 @@ impl Server {
                     l.address = a;
                 }
             }
-            let tcp = TcpListener::bind(l.address).await.map_err(|e| {
+            let tcp = listen_on(l.address).map_err(|e| {
                 std::io::Error::new(
                     e.kind(),
                     format!("listener {} on {}: {e}", l.name, l.address),
@@ -127,6 +127,25 @@ impl Server {
     }
 }
 
+/// Binds a caller listener. TCP_NODELAY is set here, on the listening
+/// socket: Linux and the BSDs copy it to every accepted socket, which saves
+/// short-connection callers a `setsockopt` per message. The backlog is
+/// larger than the standard library's 128, for bursts of short connections.
+fn listen_on(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.set_nodelay(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
+/// Pending connections the kernel queues before `accept` (it caps this at
+/// `net.core.somaxconn`).
+const LISTEN_BACKLOG: u32 = 1024;
+
 #[allow(clippy::too_many_arguments)]
 async fn accept_loop(
     gw: Arc<Gateway>,
@@ -184,5 +203,23 @@ async fn accept_loop(
             drop(permit);
         });
         tracker.spawn(tracing::Instrument::instrument(serve, span));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Guards the per-connection `set_nodelay` that `conn::serve` skips on
+    /// these systems: the accepted socket must carry the listener's option.
+    #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+    #[tokio::test]
+    async fn accepted_callers_inherit_nodelay_from_the_listener() {
+        let listener = listen_on("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (_client, accepted) =
+            tokio::join!(tokio::net::TcpStream::connect(addr), listener.accept());
+        let (stream, _) = accepted.unwrap();
+        assert!(stream.nodelay().unwrap(), "TCP_NODELAY was not inherited");
     }
 }
