@@ -536,12 +536,14 @@ impl Pool {
             settled: false,
         };
         let answers_before = conn.shared.answers.load(Ordering::Acquire);
+        let ticket = conn.shared.tickets.fetch_add(1, Ordering::Relaxed) + 1;
         // The queue is bounded: when the backend stops reading it fills, and
         // the wait for room must end at the deadline like everything else.
         let queued = Queued {
             msg: msg.clone(),
             key,
             deadline,
+            ticket,
         };
         let closed = || {
             CallError::new(
@@ -573,12 +575,22 @@ impl Pool {
         guard.settled = answer.is_ok();
         match answer {
             Ok(Ok(answer)) => Ok(answer),
+            // The connection closed. Not taken by then, the writer never
+            // sends it (it checks the close after marking what it takes).
+            Ok(Err(_)) if conn.shared.taken.load(Ordering::SeqCst) < ticket => Err(closed()),
             Ok(Err(_)) => Err(CallError::new(
                 RspCode::BackendTimeout,
                 format!("后端 {} 连接中断，结果未知", self.id),
             )),
             Err(_) => {
-                self.stats.timeouts.fetch_add(1, Ordering::Relaxed);
+                // Not taken by the writer yet, so never to be: its deadline
+                // has passed; or taken and dropped as stale. Either way not
+                // sent, and safe to send again.
+                let unsent =
+                    conn.shared.taken.load(Ordering::SeqCst) < ticket || conn.shared.skipped(&key);
+                if !unsent {
+                    self.stats.timeouts.fetch_add(1, Ordering::Relaxed);
+                }
                 let silent = conn.shared.answers.load(Ordering::Acquire) == answers_before;
                 if silent
                     && conn.shared.silent_timeouts.fetch_add(1, Ordering::AcqRel) + 1
@@ -591,10 +603,21 @@ impl Pool {
                     self.stats.dropped_dead.fetch_add(1, Ordering::Relaxed);
                     conn.shared.close();
                 }
-                Err(CallError::new(
-                    RspCode::BackendTimeout,
-                    format!("后端 {} 在 {} 毫秒内未应答", self.id, timeout.as_millis()),
-                ))
+                Err(if unsent {
+                    CallError::new(
+                        RspCode::Busy,
+                        format!(
+                            "后端 {} 多路连接发送积压，请求在 {} 毫秒内未能发出，未发送",
+                            self.id,
+                            timeout.as_millis()
+                        ),
+                    )
+                } else {
+                    CallError::new(
+                        RspCode::BackendTimeout,
+                        format!("后端 {} 在 {} 毫秒内未应答", self.id, timeout.as_millis()),
+                    )
+                })
             }
         }
     }
@@ -675,31 +698,51 @@ impl Pool {
         let parts = conn.into_parts();
         let (r, w) = parts.io.into_split();
         let shared = Arc::new(MuxShared::new(self.stats.mux.clone(), self.mux_owed_max));
-        let (tx, mut rx) = mpsc::channel::<Queued>(1024);
+        let (tx, mut rx) = mpsc::channel::<Queued>(MUX_QUEUE);
         let mut writer = FramedWrite::new(w, self.codec);
         // Requests queue up to this much before a write is forced mid-batch.
         writer.set_backpressure_boundary(MUX_BATCH_BYTES);
         let wshared = shared.clone();
         tokio::spawn(async move {
             let work = async {
+                let mut batch = Vec::new();
                 while let Some(first) = rx.recv().await {
                     // Let the other callers that are ready in this turn of the
                     // scheduler queue their requests first: one write carries
                     // them all, instead of one write per request.
                     tokio::task::yield_now().await;
-                    // A request whose caller already got GW0202 stays unsent.
-                    let now = tokio::time::Instant::now();
-                    let mut next = Some(first);
-                    let mut ok = true;
-                    while let (true, Some(q)) = (ok, next.take()) {
-                        if q.deadline > now {
-                            ok = writer.feed(q.msg).await.is_ok();
-                        } else {
-                            wshared.unsent(q.key);
+                    batch.push(first);
+                    while batch.len() < MUX_QUEUE {
+                        match rx.try_recv() {
+                            Ok(q) => batch.push(q),
+                            Err(_) => break,
                         }
-                        next = rx.try_recv().ok();
                     }
-                    if !ok || writer.flush().await.is_err() {
+                    let mut start = 0;
+                    while start < batch.len() {
+                        // One write's worth at a time is marked taken, before
+                        // the close flag and the clock are read: a caller that
+                        // finds its request not taken once the connection
+                        // closed or its deadline passed knows that it never
+                        // will be sent.
+                        let (end, last) = mux_chunk(&batch, start);
+                        wshared.taken.fetch_max(last, Ordering::SeqCst);
+                        if wshared.closed.load(Ordering::SeqCst) {
+                            return;
+                        }
+                        let now = tokio::time::Instant::now();
+                        for q in &mut batch[start..end] {
+                            // Past its deadline it stays unsent: its caller has its answer.
+                            if q.deadline <= now {
+                                wshared.unsent(q.key);
+                            } else if writer.feed(std::mem::take(&mut q.msg)).await.is_err() {
+                                return;
+                            }
+                        }
+                        start = end;
+                    }
+                    batch.clear();
+                    if writer.flush().await.is_err() {
                         return;
                     }
                 }
@@ -776,6 +819,21 @@ const WEDGED_AFTER: u32 = 3;
 /// and how big a read of answers may be.
 const MUX_BATCH_BYTES: usize = 64 * 1024;
 
+/// The end of the chunk of `batch` from `start` that one write carries (at
+/// least one request), and the highest ticket in it.
+fn mux_chunk(batch: &[Queued], start: usize) -> (usize, u64) {
+    let (mut end, mut bytes, mut last) = (start, 0, 0);
+    while let Some(q) = batch.get(end) {
+        if end > start && bytes + q.msg.len() > MUX_BATCH_BYTES {
+            break;
+        }
+        bytes += q.msg.len();
+        last = last.max(q.ticket);
+        end += 1;
+    }
+    (end, last)
+}
+
 /// A multiplex key, channel and SeqNo without padding: kept inline, so
 /// matching an answer allocates nothing for the usual header widths.
 #[derive(Clone, Copy)]
@@ -845,12 +903,14 @@ struct MuxConn {
 }
 
 /// A request waiting for the writer, with the deadline after which its
-/// caller has been answered GW0202 and it must not be sent.
+/// caller has been answered and it must not be sent.
 #[derive(Debug)]
 struct Queued {
     msg: Bytes,
     key: MuxId,
     deadline: tokio::time::Instant,
+    /// From `MuxShared::tickets`, to tell whether the writer took it.
+    ticket: u64,
 }
 
 /// A registered waiter. On drop it releases the key if the request was
@@ -878,6 +938,10 @@ impl Drop for Registered<'_> {
     }
 }
 
+/// Requests queued for one multiplexed connection's writer; beyond this a
+/// caller waits for room, until its deadline.
+const MUX_QUEUE: usize = 1024;
+
 /// Timed-out requests whose answers a multiplexed connection may still owe.
 /// Their keys are kept until the late answer comes, so that it is told apart
 /// from a stray one and never given to a new request with that key; past
@@ -895,6 +959,14 @@ struct MuxShared {
     answers: AtomicU64,
     /// Such timeouts since the last answer.
     silent_timeouts: std::sync::atomic::AtomicU32,
+    /// Tickets handed to queued requests (the first is 1).
+    tickets: AtomicU64,
+    /// The highest ticket the writer has taken from its queue. Below a
+    /// request's ticket, the request is still queued.
+    taken: AtomicU64,
+    /// Set by `close`, before the waiters are told; the writer checks it
+    /// after marking each request taken.
+    closed: AtomicBool,
     /// Cancelled to stop the reader and writer of a retired connection.
     retired: tokio_util::sync::CancellationToken,
     counters: Arc<MuxCounters>,
@@ -939,6 +1011,9 @@ impl MuxShared {
             alive: AtomicBool::new(true),
             answers: AtomicU64::new(0),
             silent_timeouts: std::sync::atomic::AtomicU32::new(0),
+            tickets: AtomicU64::new(0),
+            taken: AtomicU64::new(0),
+            closed: AtomicBool::new(false),
             retired: tokio_util::sync::CancellationToken::new(),
             counters,
             owed_max,
@@ -1015,6 +1090,11 @@ impl MuxShared {
         }
     }
 
+    /// Whether the writer dropped this waiting request as stale.
+    fn skipped(&self, key: &MuxId) -> bool {
+        self.table.lock().is_ok_and(|t| t.unsent.contains(key))
+    }
+
     fn deliver(&self, key: &MuxId, answer: Bytes) {
         let (waiter, late, drained) = match self.table.lock() {
             Ok(mut t) => {
@@ -1051,6 +1131,7 @@ impl MuxShared {
     }
 
     fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
         if let Ok(mut t) = self.table.lock() {
             self.alive.store(false, Ordering::Release);
             // Dropping the senders tells every waiter the connection is gone.
@@ -1302,11 +1383,13 @@ mod tests {
             warm
         );
         assert_eq!(reads.recv().await, Some(1));
-        // Its deadline has passed before the writer gets to it: GW0202 for
-        // the caller, and the writer drops it unsent.
+        // Its deadline has passed before the writer gets to it: the caller
+        // is told it was not sent (GW0203), and the writer drops it unsent.
         let stale = frame(2);
         let err = pool.call(&stale, Duration::ZERO).await.unwrap_err();
-        assert_eq!(err.error.code, RspCode::BackendTimeout);
+        assert_eq!(err.error.code, RspCode::Busy, "{}", err.error);
+        assert!(!err.error.reached_backend);
+        assert!(err.error.detail.contains("未发送"), "{}", err.error);
         let shared = pool.mux.lock().unwrap()[0].shared.clone();
         let settled = async {
             while !shared.table.lock().unwrap().expired.is_empty() {
@@ -1490,9 +1573,9 @@ mod tests {
         let codes = tokio::time::timeout(Duration::from_secs(30), all)
             .await
             .expect("every caller is answered by its deadline");
-        // Queued ones may have been sent: GW0202. The ones left waiting for
-        // room were not: GW0203, or GW0201 once the wedged connection is
-        // retired at the first timeouts.
+        // Those the writer took may have been sent: GW0202. The rest were
+        // not, whether queued or waiting for room: GW0203, or GW0201 once
+        // the wedged connection is retired at the first timeouts.
         let count = |c: &str| codes.get(c).copied().unwrap_or(0);
         assert!(count("GW0202") > 0, "{codes:?}");
         assert!(count("GW0203") + count("GW0201") > 0, "{codes:?}");
@@ -1501,6 +1584,53 @@ mod tests {
             2500,
             "{codes:?}"
         );
+        held.abort();
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn multiplex_request_still_queued_at_its_deadline_is_answered_not_sent() {
+        // A backend that never reads: the writer blocks on the first large
+        // requests, and the ones queued behind them are never taken. Its
+        // receive buffer is kept small (accepted sockets inherit it), so
+        // that 16 MiB cannot fit in the socket buffers on any machine.
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(64 * 1024).unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener = socket.listen(16).unwrap();
+        let pool = mux_pool(listener.local_addr().unwrap());
+        let held = tokio::spawn(async move {
+            let (s, _) = listener.accept().await.unwrap();
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            drop(s);
+        });
+        let tail = "x".repeat(1000 * 1024);
+        let msgs: Vec<Bytes> = (0..16)
+            .map(|seq| Bytes::from(format!("CUS   {seq:<20}{tail}")))
+            .collect();
+        // Polled in order on one thread: queued in this order.
+        let calls = msgs
+            .iter()
+            .map(|m| pool.call(m, Duration::from_millis(500)));
+        let results =
+            tokio::time::timeout(Duration::from_secs(10), futures::future::join_all(calls))
+                .await
+                .expect("every request is answered at its deadline");
+        let errors: Vec<GwError> = results.into_iter().map(|r| r.unwrap_err().error).collect();
+        assert_eq!(
+            errors[0].code,
+            RspCode::BackendTimeout,
+            "the first was taken and written: result unknown"
+        );
+        assert!(errors[0].reached_backend);
+        // Not sent: GW0203 at its deadline, or GW0201 if the connection was
+        // retired as wedged by the timeouts before it.
+        let last = &errors[15];
+        assert!(
+            matches!(last.code, RspCode::Busy | RspCode::BackendUnreachable),
+            "{last}"
+        );
+        assert!(!last.reached_backend, "{last}");
+        assert!(last.detail.contains("未发送"), "{last}");
         held.abort();
     }
 
