@@ -1152,7 +1152,12 @@ pub async fn run(args: BenchArgs) -> Result<bool, BenchError> {
     let Some(to) = args.to else {
         return Err(BenchError::Settings("--to is required".into()));
     };
-    let (header, schemas, fixtures_dir) = tools::context(&args.config);
+    let tools::ToolContext {
+        header,
+        schemas,
+        fixtures: fixtures_dir,
+        ..
+    } = tools::context(&args.config);
     let mut groups: Vec<(u32, Vec<Fixture>)> = Vec::new();
     for p in &args.fixture {
         groups.push((1, vec![Fixture::load(p)?]));

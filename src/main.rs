@@ -42,7 +42,8 @@ enum Command {
     Serve(ServeArgs),
     /// Run one simulated backend (挡板).
     Sim(SimArgs),
-    /// Send one message (a fixture or framed bytes) and print the decoded answer.
+    /// Send one message (a fixture or framed bytes) and print the decoded
+    /// answer (sensitive fields masked).
     Send(SendArgs),
     /// Check a config and every schema it names; exit non-zero on any problem.
     Check {
@@ -68,12 +69,14 @@ enum Command {
     Reload(ReloadArgs),
     /// Find a transaction's records in the journal (交易流水) by SeqNo.
     Journal(JournalArgs),
-    /// Print a framed message from standard input as a table (sensitive fields in clear).
+    /// Print a framed message from standard input as a table (sensitive fields masked).
     Decode {
         #[arg(long, default_value = "gateway.toml")]
         config: PathBuf,
         #[arg(long, default_value = "ascii8")]
         framing: Framing,
+        #[command(flatten)]
+        reveal: RevealArg,
     },
 }
 
@@ -221,6 +224,26 @@ struct SendArgs {
     /// Seconds to wait for the answer.
     #[arg(long, default_value_t = 30)]
     timeout: u64,
+    #[command(flatten)]
+    reveal: RevealArg,
+}
+
+/// `--reveal` of `decode` and `send` (`ReplayArgs` has its own, same help).
+#[derive(Args, Clone, Copy)]
+struct RevealArg {
+    /// Print sensitive fields in clear: ID numbers, account numbers and
+    /// names (default: masked, as in the journal). For a test box only.
+    #[arg(long)]
+    reveal: bool,
+}
+
+impl RevealArg {
+    fn masking(self, mask_header: &[String]) -> txgate::mask::Masking<'_> {
+        txgate::mask::Masking {
+            header: mask_header,
+            reveal: self.reveal,
+        }
+    }
 }
 
 fn main() -> std::process::ExitCode {
@@ -289,9 +312,9 @@ fn run(cmd: Command) -> Result<std::process::ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Send(a) => {
-            let (header, schemas) = tool_context(&a.config);
-            let msg =
-                txgate::tools::message_from_file(&a.file, &header, &schemas, a.framing, a.xml)?;
+            let cx = txgate::tools::context(&a.config);
+            let (header, schemas) = (&cx.header, &cx.schemas);
+            let msg = txgate::tools::message_from_file(&a.file, header, schemas, a.framing, a.xml)?;
             let rt = runtime(Some(1))?;
             let answer = rt.block_on(txgate::tools::send_one(
                 a.to,
@@ -299,7 +322,11 @@ fn run(cmd: Command) -> Result<std::process::ExitCode> {
                 msg,
                 Duration::from_secs(a.timeout),
             ))?;
-            print!("{}", txgate::tools::render(&header, &schemas, &answer)?);
+            let masking = a.reveal.masking(&cx.mask_header);
+            print!(
+                "{}",
+                txgate::tools::render(header, schemas, &answer, masking)?
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Encode {
@@ -340,13 +367,21 @@ fn run(cmd: Command) -> Result<std::process::ExitCode> {
             rt.block_on(reload(a))
         }
         Command::Journal(a) => journal(a),
-        Command::Decode { config, framing } => {
-            let (header, schemas) = tool_context(&config);
+        Command::Decode {
+            config,
+            framing,
+            reveal,
+        } => {
+            let cx = txgate::tools::context(&config);
             let mut bytes = Vec::new();
             use std::io::Read;
             std::io::stdin().read_to_end(&mut bytes)?;
             let msg = txgate::tools::unframe(&bytes, framing)?;
-            print!("{}", txgate::tools::render(&header, &schemas, &msg)?);
+            let masking = reveal.masking(&cx.mask_header);
+            print!(
+                "{}",
+                txgate::tools::render(&cx.header, &cx.schemas, &msg, masking)?
+            );
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -354,8 +389,8 @@ fn run(cmd: Command) -> Result<std::process::ExitCode> {
 
 /// The header layout and schemas a tool uses (see `tools::context`).
 fn tool_context(config: &Path) -> (HeaderSpec, txgate::tools::Schemas) {
-    let (header, schemas, _) = txgate::tools::context(config);
-    (header, schemas)
+    let cx = txgate::tools::context(config);
+    (cx.header, cx.schemas)
 }
 
 async fn serve(a: ServeArgs) -> Result<()> {
@@ -520,5 +555,42 @@ async fn reload_on_sighup(
         }
         tracing::info!("SIGHUP: reloading the config");
         let _ = reloader.reload().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Whether a command line asks for `--reveal`.
+    fn reveals(args: &[&str]) -> bool {
+        match Cli::try_parse_from(args).map(|c| c.command) {
+            Ok(Command::Decode { reveal, .. }) => reveal.reveal,
+            Ok(Command::Send(a)) => a.reveal.reveal,
+            Ok(Command::Replay(a)) => a.reveal,
+            Ok(_) => panic!("another command: {args:?}"),
+            Err(e) => panic!("{args:?}: {e}"),
+        }
+    }
+
+    #[test]
+    fn reveal_is_off_unless_asked() {
+        let to = ["--to", "127.0.0.1:1"];
+        assert!(!reveals(&["txgate", "decode"]));
+        assert!(reveals(&["txgate", "decode", "--reveal"]));
+        assert!(!reveals(
+            &[&["txgate", "send"][..], &to, &["m.toml"]].concat()
+        ));
+        assert!(reveals(
+            &[&["txgate", "send"][..], &to, &["m.toml", "--reveal"]].concat()
+        ));
+        assert!(!reveals(&[&["txgate", "replay"][..], &to].concat()));
+        assert!(reveals(
+            &[&["txgate", "replay"][..], &to, &["--reveal"]].concat()
+        ));
+        // The flag's earlier name still works.
+        assert!(reveals(
+            &[&["txgate", "replay"][..], &to, &["--show-sensitive"]].concat()
+        ));
     }
 }

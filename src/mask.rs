@@ -1,7 +1,9 @@
 //! Masking of sensitive values (ID numbers, account numbers, names, phones).
 //!
 //! [`Redacted`] is the one place logs and journals get body fields from, so
-//! a field marked `sensitive` in its schema never reaches them in clear.
+//! a field marked `sensitive` in its schema never reaches them in clear;
+//! [`Masking`] is what the testers' tools (`decode`, `send`, `replay`) print
+//! by, with the same rule.
 
 use crate::body::{Body, Record, Value};
 use crate::schema::{Field, Layout};
@@ -23,6 +25,50 @@ pub fn mask(value: &str) -> String {
         }
     }
     out
+}
+
+/// Whether a body field is masked: sensitive in its schema, or not in the
+/// layout at all (nothing says it is safe).
+pub fn is_sensitive(field: Option<&Field>) -> bool {
+    field.is_none_or(|f| f.sensitive)
+}
+
+/// What the testers' tools mask when they print: body fields per
+/// [`is_sensitive`], and the header fields the journal masks (its
+/// `mask_header`), all with [`mask`]; nothing with `--reveal`.
+#[derive(Debug, Clone, Copy)]
+pub struct Masking<'a> {
+    /// Header tags printed masked: the config's `[journal] mask_header`.
+    pub header: &'a [String],
+    /// Print every value in clear (`--reveal`, on a test box only).
+    pub reveal: bool,
+}
+
+impl Masking<'_> {
+    /// Nothing masked.
+    pub const CLEAR: Masking<'static> = Masking {
+        header: &[],
+        reveal: true,
+    };
+
+    /// Whether a header field's value is printed masked.
+    pub fn masks_header(&self, tag: &str) -> bool {
+        !self.reveal && self.header.iter().any(|t| t == tag)
+    }
+
+    /// Whether a body field's value is printed masked.
+    pub fn masks_field(&self, field: Option<&Field>) -> bool {
+        !self.reveal && is_sensitive(field)
+    }
+
+    /// A value as printed: masked or as is.
+    pub fn show(masked: bool, value: &str) -> String {
+        if masked {
+            mask(value)
+        } else {
+            value.to_string()
+        }
+    }
 }
 
 /// A body shown as `Tag=value Tag2=value`, sensitive fields masked, groups
@@ -48,10 +94,8 @@ fn write_record(out: &mut fmt::Formatter<'_>, fields: &[Field], rec: &Record) ->
         let field = fields.iter().find(|f| &f.tag == tag);
         write!(out, "{tag}=")?;
         match v {
-            Value::Text(t) => match field {
-                Some(f) if !f.sensitive => out.write_str(t)?,
-                _ => out.write_str(&mask(t))?,
-            },
+            Value::Text(t) if is_sensitive(field) => out.write_str(&mask(t))?,
+            Value::Text(t) => out.write_str(t)?,
             Value::Group(records) => {
                 let members = field.map_or(&[][..], |f| f.fields.as_slice());
                 out.write_str("[")?;

@@ -19,6 +19,11 @@
 //!   group's member, a key of that record's table). A volatile entry matches
 //!   a tag at any depth, or a full path (`PayList.PayDate`).
 //!
+//! What is printed (the table, the JUnit file) masks the values of a
+//! difference in a sensitive body field or a header field the journal masks
+//! (`[journal] mask_header`), and says so; `--reveal` prints them in clear.
+//! The comparison itself is on the real values.
+//!
 //! A fixture is `PASS` when nothing differs, `FAIL` when something does
 //! (an answer that does not decode is a difference too), and `ERROR` when
 //! no comparison was possible: no schema, a request that does not build, no
@@ -28,6 +33,7 @@ use crate::body::{self, fixed, xml::XmlDoc, Record};
 use crate::fixture::{Fixture, Format};
 use crate::frame::Framing;
 use crate::header::{HeaderSpec, HeaderType, Role};
+use crate::mask::Masking;
 use crate::schema::{Field, FieldType, Schema};
 use crate::tools::{self, Schemas};
 use futures::StreamExt;
@@ -64,9 +70,10 @@ pub struct ReplayArgs {
     /// against a gateway that remembers SeqNos of non-idempotent routes).
     #[arg(long)]
     pub fresh_seq: bool,
-    /// Show sensitive field values in clear in the differences (default: masked).
-    #[arg(long)]
-    pub show_sensitive: bool,
+    /// Print sensitive fields in clear: ID numbers, account numbers and
+    /// names (default: masked, as in the journal). For a test box only.
+    #[arg(long, alias = "show-sensitive")]
+    pub reveal: bool,
 }
 
 /// Why a replay could not run at all (a fixture that fails is not an
@@ -96,7 +103,10 @@ pub struct ReplayConfig {
     pub concurrency: usize,
     pub timeout: Duration,
     pub fresh_seq: bool,
-    pub show_sensitive: bool,
+    /// Header tags whose differences are printed masked (the journal's `mask_header`).
+    pub mask_header: Vec<String>,
+    /// Differences in clear (`--reveal`).
+    pub reveal: bool,
 }
 
 impl ReplayConfig {
@@ -116,7 +126,8 @@ impl ReplayConfig {
             concurrency: 1,
             timeout: Duration::from_secs(10),
             fresh_seq: false,
-            show_sensitive: false,
+            mask_header: crate::journal::JournalConfig::default().mask_header,
+            reveal: false,
         }
     }
 }
@@ -145,6 +156,29 @@ pub struct Diff {
     pub field: String,
     pub expected: String,
     pub actual: String,
+    /// Both values are masked, so they may look equal though they differ.
+    pub masked: bool,
+}
+
+impl Diff {
+    fn new(field: impl Into<String>, expected: String, actual: String) -> Diff {
+        Diff {
+            field: field.into(),
+            expected,
+            actual,
+            masked: false,
+        }
+    }
+
+    /// A difference between real values, printed as `masked` says.
+    fn shown(field: String, expected: &str, actual: &str, masked: bool) -> Diff {
+        Diff {
+            field,
+            expected: Masking::show(masked, expected),
+            actual: Masking::show(masked, actual),
+            masked,
+        }
+    }
 }
 
 impl std::fmt::Display for Diff {
@@ -153,7 +187,11 @@ impl std::fmt::Display for Diff {
             f,
             "{}: 期望 expected {:?}, 实际 actual {:?}",
             self.field, self.expected, self.actual
-        )
+        )?;
+        if self.masked {
+            f.write_str(" (敏感 sensitive; --reveal to show)")?;
+        }
+        Ok(())
     }
 }
 
@@ -197,7 +235,12 @@ impl Outcome {
 /// Runs `txgate replay`: loads, replays, prints the table (and writes JUnit);
 /// `Ok(true)` when every fixture passed.
 pub async fn run(args: ReplayArgs) -> Result<bool, ReplayError> {
-    let (header, schemas, default_fixtures) = tools::context(&args.config);
+    let tools::ToolContext {
+        header,
+        schemas,
+        fixtures: default_fixtures,
+        mask_header,
+    } = tools::context(&args.config);
     let mut fixtures = Vec::new();
     let sources = if args.fixtures.is_empty() {
         vec![default_fixtures]
@@ -220,7 +263,8 @@ pub async fn run(args: ReplayArgs) -> Result<bool, ReplayError> {
     cfg.concurrency = args.concurrency.max(1);
     cfg.timeout = Duration::from_millis(args.timeout_ms.max(1));
     cfg.fresh_seq = args.fresh_seq;
-    cfg.show_sensitive = args.show_sensitive;
+    cfg.mask_header = mask_header;
+    cfg.reveal = args.reveal;
     let started = Instant::now();
     let outcomes = replay(&cfg).await;
     let elapsed = started.elapsed();
@@ -289,7 +333,11 @@ async fn replay_one(cfg: &ReplayConfig, f: &Fixture, seq: Option<String>) -> Out
         Ok(a) => a,
         Err(e) => return Outcome::error(&f, format!("{}: {e}", cfg.to), started.elapsed()),
     };
-    let diffs = match compare(&cfg.header, schema, &f, &answer, cfg.show_sensitive) {
+    let masking = Masking {
+        header: &cfg.mask_header,
+        reveal: cfg.reveal,
+    };
+    let diffs = match compare(&cfg.header, schema, &f, &answer, masking) {
         Ok(d) => d,
         Err(e) => return Outcome::error(&f, e, started.elapsed()),
     };
@@ -309,14 +357,15 @@ async fn replay_one(cfg: &ReplayConfig, f: &Fixture, seq: Option<String>) -> Out
 }
 
 /// Compares an answer (fixed or XML, detected) with what `fixture` expects,
-/// as the module documentation says. `Err` only when the fixture itself
-/// cannot give an expectation.
+/// as the module documentation says, on the real values; the differences
+/// hold them as `masking` says. `Err` only when the fixture itself cannot
+/// give an expectation.
 pub fn compare(
     header: &HeaderSpec,
     schema: &Schema,
     fixture: &Fixture,
     answer: &[u8],
-    show_sensitive: bool,
+    masking: Masking<'_>,
 ) -> Result<Vec<Diff>, String> {
     let (pinned_head, expected_body) = fixture
         .expected_response(schema)
@@ -395,11 +444,12 @@ pub fn compare(
             HeaderType::C => e == a,
         };
         if !same {
-            diffs.push(Diff {
-                field: f.tag.clone(),
-                expected: e,
-                actual: a,
-            });
+            diffs.push(Diff::shown(
+                f.tag.clone(),
+                &e,
+                &a,
+                masking.masks_header(&f.tag),
+            ));
         }
     }
 
@@ -414,21 +464,21 @@ pub fn compare(
         if actual_body.fields.is_empty() && has_values(&expected_body) {
             // A bodiless answer (a rejection, most often): one difference,
             // not one per field.
-            diffs.push(Diff {
-                field: "BODY".into(),
-                expected: format!("{} 个字段 fields", expected_body.fields.len()),
-                actual: "（空报文体 empty body）".into(),
-            });
+            diffs.push(Diff::new(
+                "BODY",
+                format!("{} 个字段 fields", expected_body.fields.len()),
+                "（空报文体 empty body）".into(),
+            ));
         } else if expected_body.fields.is_empty() && !actual_body.fields.is_empty() {
-            diffs.push(Diff {
-                field: "BODY".into(),
-                expected: "（空报文体 empty body）".into(),
-                actual: format!("{} 个字段 fields", actual_body.fields.len()),
-            });
+            diffs.push(Diff::new(
+                "BODY",
+                "（空报文体 empty body）".into(),
+                format!("{} 个字段 fields", actual_body.fields.len()),
+            ));
         } else {
             let ctx = BodyCmp {
                 volatile: &fixture.volatile,
-                show_sensitive,
+                masking,
             };
             ctx.record(
                 schema.response.fields(),
@@ -445,11 +495,7 @@ pub fn compare(
 }
 
 fn undecodable(part: &str, why: &str) -> Diff {
-    Diff {
-        field: part.into(),
-        expected: "可解码的应答 a decodable answer".into(),
-        actual: why.into(),
-    }
+    Diff::new(part, "可解码的应答 a decodable answer".into(), why.into())
 }
 
 /// Whether a volatile list names a field, by tag or by full path (record
@@ -461,7 +507,7 @@ fn is_volatile(volatile: &[String], tag: &str, plain_path: &str) -> bool {
 /// The settings of one body comparison.
 struct BodyCmp<'a> {
     volatile: &'a [String],
-    show_sensitive: bool,
+    masking: Masking<'a>,
 }
 
 impl BodyCmp<'_> {
@@ -487,11 +533,11 @@ impl BodyCmp<'_> {
                 let e = expected.group(&f.tag).unwrap_or_default();
                 let a = actual.group(&f.tag).unwrap_or_default();
                 if e.len() != a.len() {
-                    diffs.push(Diff {
-                        field: p.clone(),
-                        expected: format!("{} 条记录 records", e.len()),
-                        actual: format!("{} 条记录 records", a.len()),
-                    });
+                    diffs.push(Diff::new(
+                        p.clone(),
+                        format!("{} 条记录 records", e.len()),
+                        format!("{} 条记录 records", a.len()),
+                    ));
                 }
                 let record_pins = pins
                     .and_then(|t| t.get(&f.tag))
@@ -507,18 +553,8 @@ impl BodyCmp<'_> {
             let e = expected.text(&f.tag).unwrap_or("");
             let a = actual.text(&f.tag).unwrap_or("");
             if e != a {
-                let show = |v: &str| {
-                    if f.sensitive && !self.show_sensitive {
-                        crate::mask::mask(v)
-                    } else {
-                        v.to_string()
-                    }
-                };
-                diffs.push(Diff {
-                    field: p,
-                    expected: show(e),
-                    actual: show(a),
-                });
+                let masked = self.masking.masks_field(Some(f));
+                diffs.push(Diff::shown(p, e, a, masked));
             }
         }
     }
@@ -700,11 +736,7 @@ mod tests {
             path: PathBuf::from("fixtures/2969/a.toml"),
             verdict: v,
             diffs: if v == Verdict::Fail {
-                vec![Diff {
-                    field: "LoanStatus".into(),
-                    expected: "1".into(),
-                    actual: "<2>".into(),
-                }]
+                vec![Diff::new("LoanStatus", "1".into(), "<2>".into())]
             } else {
                 Vec::new()
             },
@@ -734,6 +766,37 @@ mod tests {
         let t = render_table(&[outcome(Verdict::Fail)]);
         assert!(t.contains("FAIL") && t.contains("LoanStatus"), "{t}");
         assert!(t.contains("1 failed"), "{t}");
+    }
+
+    #[test]
+    fn masked_differences_say_so_in_the_table_and_junit() {
+        let mut o = outcome(Verdict::Fail);
+        o.diffs = vec![Diff::shown(
+            "IdNo".into(),
+            "110101199001011234",
+            "110101199001019934",
+            true,
+        )];
+        let d = &o.diffs[0];
+        assert_eq!(
+            (d.expected.as_str(), d.actual.as_str()),
+            ("1****************4", "1****************4")
+        );
+        let table = render_table(std::slice::from_ref(&o));
+        let xml = String::from_utf8(junit_xml(std::slice::from_ref(&o), Duration::ZERO)).unwrap();
+        for text in [&table, &xml] {
+            assert!(
+                text.contains("IdNo") && text.contains("--reveal to show"),
+                "{text}"
+            );
+            assert!(!text.contains("1101011990"), "{text}");
+        }
+        o.diffs = vec![Diff::shown("IdNo".into(), "110101199001011234", "1", false)];
+        let table = render_table(&[o]);
+        assert!(
+            table.contains("110101199001011234") && !table.contains("--reveal"),
+            "{table}"
+        );
     }
 
     #[test]

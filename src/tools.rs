@@ -4,6 +4,7 @@ use crate::body;
 use crate::fixture::Fixture;
 use crate::frame::{FrameCodec, Framing};
 use crate::header::HeaderSpec;
+use crate::mask::Masking;
 use crate::schema::Schema;
 use bytes::{Bytes, BytesMut};
 use futures::{SinkExt, StreamExt};
@@ -41,22 +42,35 @@ pub fn load_schemas(dir: &Path) -> Schemas {
     crate::schema::load_dir(dir).unwrap_or_default()
 }
 
-/// The header layout, schemas and fixtures folder a tool works with: the
-/// config's, or the shipped header, `./schemas` and `./fixtures` when the
-/// config cannot be read.
-pub fn context(config: &Path) -> (HeaderSpec, Schemas, std::path::PathBuf) {
+/// What a tool works with, from its config.
+#[derive(Debug, Clone)]
+pub struct ToolContext {
+    pub header: HeaderSpec,
+    pub schemas: Schemas,
+    pub fixtures: std::path::PathBuf,
+    /// Header tags printed masked: the journal's `mask_header`, so the
+    /// tools hide what the journal hides.
+    pub mask_header: Vec<String>,
+}
+
+/// The context of a config, or the shipped header, `./schemas`,
+/// `./fixtures` and the journal's default `mask_header` when the config
+/// cannot be read.
+pub fn context(config: &Path) -> ToolContext {
     match crate::config::RawConfig::load(config) {
-        Ok(raw) => {
-            let header = HeaderSpec::load(&raw.resolve(&raw.gateway.header))
-                .unwrap_or_else(|_| HeaderSpec::builtin());
-            let schemas = load_schemas(&raw.resolve(&raw.gateway.schemas));
-            (header, schemas, raw.resolve(&raw.gateway.fixtures))
-        }
-        Err(_) => (
-            HeaderSpec::builtin(),
-            load_schemas(Path::new("schemas")),
-            std::path::PathBuf::from("fixtures"),
-        ),
+        Ok(raw) => ToolContext {
+            header: HeaderSpec::load(&raw.resolve(&raw.gateway.header))
+                .unwrap_or_else(|_| HeaderSpec::builtin()),
+            schemas: load_schemas(&raw.resolve(&raw.gateway.schemas)),
+            fixtures: raw.resolve(&raw.gateway.fixtures),
+            mask_header: raw.journal.mask_header,
+        },
+        Err(_) => ToolContext {
+            header: HeaderSpec::builtin(),
+            schemas: load_schemas(Path::new("schemas")),
+            fixtures: std::path::PathBuf::from("fixtures"),
+            mask_header: crate::journal::JournalConfig::default().mask_header,
+        },
     }
 }
 
@@ -131,11 +145,17 @@ pub async fn send_one(
         .map_err(|_| ToolError::Timeout(timeout))?
 }
 
-/// The table `decode` and `send` print: header, then body where a schema is known.
-pub fn render(header: &HeaderSpec, schemas: &Schemas, msg: &[u8]) -> Result<String, ToolError> {
+/// The table `decode` and `send` print: header, then body where a schema
+/// is known, masked as `masking` says (see [`body::table`]).
+pub fn render(
+    header: &HeaderSpec,
+    schemas: &Schemas,
+    msg: &[u8],
+    masking: Masking<'_>,
+) -> Result<String, ToolError> {
     let code = code_of(header, msg);
     let schema = code.as_deref().and_then(|c| schemas.get(c));
-    let rows = body::table(header, schema, msg)?;
+    let rows = body::table(header, schema, msg, masking)?;
     Ok(body::render_table(&rows))
 }
 

@@ -17,6 +17,7 @@ pub use transcode::{fixed_to_xml, xml_to_fixed};
 
 use crate::gbk::{self, GbkError};
 use crate::header::{HeaderError, HeaderSpec, Role};
+use crate::mask::Masking;
 use crate::schema::{Field, FieldType, Layout, Schema};
 use std::fmt;
 
@@ -541,16 +542,19 @@ pub struct Row {
     pub depth: usize,
 }
 
-/// The fields of a message as rows, in clear (only `txgate decode` and
-/// `send` use this): the header, then the body, fixed or XML as detected.
+/// The fields of a message as rows (`txgate decode` and `send` print them):
+/// the header, then the body, fixed or XML as detected. Values are masked
+/// as `masking` says: sensitive body fields (group members too) and the
+/// journal's masked header fields, unless it reveals.
 /// With a schema, the request layout is used when `RspCode` is blank and the
 /// response layout otherwise; a response with an empty body shows no body
 /// rows. Without a schema the body is shown raw (fixed) or element by
-/// element (XML).
+/// element (XML), and in clear: nothing says what in it is sensitive.
 pub fn table(
     header: &HeaderSpec,
     schema: Option<&Schema>,
     msg: &[u8],
+    masking: Masking<'_>,
 ) -> Result<Vec<Row>, BodyError> {
     let mut rows = Vec::new();
     if xml::is_xml(msg) {
@@ -562,7 +566,7 @@ pub fn table(
                     .by_tag(tag)
                     .map(|f| f.label.clone())
                     .unwrap_or_default(),
-                value: value.clone(),
+                value: Masking::show(masking.masks_header(tag), value),
                 depth: 0,
             });
         }
@@ -574,7 +578,8 @@ pub fn table(
             Some(s) => {
                 let layout = if is_response { &s.response } else { &s.request };
                 if !(is_response && doc.body_is_empty()) {
-                    body_rows(layout.fields(), &doc.body(layout)?, 0, &mut rows);
+                    let body = doc.body(layout)?;
+                    body_rows(layout.fields(), &body, 0, masking, &mut rows);
                 }
             }
             None => doc.raw_rows(&mut rows),
@@ -587,8 +592,8 @@ pub fn table(
                 .by_tag(&tag)
                 .map(|f| f.label.clone())
                 .unwrap_or_default(),
+            value: Masking::show(masking.masks_header(&tag), &value),
             tag,
-            value,
             depth: 0,
         });
     }
@@ -606,6 +611,7 @@ pub fn table(
                     layout.fields(),
                     &fixed::decode(layout, msg, start)?,
                     0,
+                    masking,
                     &mut rows,
                 );
             }
@@ -624,7 +630,13 @@ pub fn table(
     Ok(rows)
 }
 
-fn body_rows(fields: &[Field], rec: &Record, depth: usize, rows: &mut Vec<Row>) {
+fn body_rows(
+    fields: &[Field],
+    rec: &Record,
+    depth: usize,
+    masking: Masking<'_>,
+    rows: &mut Vec<Row>,
+) {
     for (tag, v) in &rec.fields {
         let f = fields.iter().find(|f| &f.tag == tag);
         let label = f.map(|f| f.label.clone()).unwrap_or_default();
@@ -632,7 +644,7 @@ fn body_rows(fields: &[Field], rec: &Record, depth: usize, rows: &mut Vec<Row>) 
             Value::Text(t) => rows.push(Row {
                 tag: tag.clone(),
                 label,
-                value: t.clone(),
+                value: Masking::show(masking.masks_field(f), t),
                 depth,
             }),
             Value::Group(records) => {
@@ -652,7 +664,7 @@ fn body_rows(fields: &[Field], rec: &Record, depth: usize, rows: &mut Vec<Row>) 
                         value: String::new(),
                         depth: depth + 1,
                     });
-                    body_rows(members, r, depth + 2, rows);
+                    body_rows(members, r, depth + 2, masking, rows);
                 }
             }
         }
@@ -797,6 +809,95 @@ mod tests {
         let bad: toml::Table = toml::from_str("Z = '1'").unwrap();
         let e = Record::from_toml(&s.request, &bad).unwrap_err();
         assert!(e.to_string().contains('Z'), "{e}");
+    }
+
+    /// A request with a sensitive top-level field, a group with a sensitive
+    /// member, and plain fields; the header's TellerNo is set.
+    fn masking_case(xml_form: bool) -> (HeaderSpec, Schema, Vec<u8>) {
+        let s = Schema::from_toml(
+            "code='1234'\nname='t'\n[[request]]\ntag='No'\nlabel='n'\ntype='C'\nwidth=8\n\
+             [[request]]\ntag='IdNo'\nlabel='证件号'\ntype='C'\nwidth=18\nsensitive=true\n\
+             [[request]]\ntag='Num'\nlabel='n'\ntype='N'\nwidth=2\n\
+             [[request]]\ntag='G'\nlabel='g'\ntype='group'\ncount='Num'\n\
+             [[request.fields]]\ntag='Acct'\nlabel='账号'\ntype='C'\nwidth=19\nsensitive=true\n\
+             [[request.fields]]\ntag='Amt'\nlabel='金额'\ntype='amount'\nwidth=5\n",
+        )
+        .unwrap();
+        let t: toml::Table = toml::from_str(
+            "No='A1234'\nIdNo='110101199001011234'\nG=[{Acct='6222020200001234567', Amt='5'}]",
+        )
+        .unwrap();
+        let body = Record::from_toml(&s.request, &t).unwrap();
+        let h = HeaderSpec::builtin();
+        let head = [
+            ("TranCode", "1234"),
+            ("TellerNo", "T0001"),
+            ("BrchNo", "0101"),
+        ];
+        let msg = if xml_form {
+            let head: Vec<(String, String)> = head
+                .iter()
+                .map(|(t, v)| (t.to_string(), v.to_string()))
+                .collect();
+            xml::encode(&h, &head, &s.request, &body).unwrap()
+        } else {
+            let mut msg = h.encode(head).unwrap();
+            fixed::encode(&s.request, &body, &mut msg).unwrap();
+            msg
+        };
+        (h, s, msg)
+    }
+
+    fn value_of<'a>(rows: &'a [Row], tag: &str) -> &'a str {
+        rows.iter()
+            .find(|r| r.tag == tag)
+            .map(|r| r.value.as_str())
+            .unwrap_or_else(|| panic!("no {tag} row in {rows:?}"))
+    }
+
+    #[test]
+    fn table_masks_sensitive_fields_groups_too_unless_revealed() {
+        let mask_header = vec!["TellerNo".to_string(), "Mac".to_string()];
+        let masked = Masking {
+            header: &mask_header,
+            reveal: false,
+        };
+        let revealed = Masking {
+            reveal: true,
+            ..masked
+        };
+        for xml_form in [false, true] {
+            let (h, s, msg) = masking_case(xml_form);
+            let rows = table(&h, Some(&s), &msg, masked).unwrap();
+            assert_eq!(value_of(&rows, "IdNo"), "1****************4", "{rows:?}");
+            assert_eq!(value_of(&rows, "Acct"), "6*****************7", "{rows:?}");
+            assert_eq!(value_of(&rows, "TellerNo"), "T***1", "{rows:?}");
+            // Not sensitive: in clear.
+            assert_eq!(value_of(&rows, "No"), "A1234", "{rows:?}");
+            assert_eq!(value_of(&rows, "Amt"), "5", "{rows:?}");
+            assert_eq!(value_of(&rows, "BrchNo"), "0101", "{rows:?}");
+            let text = render_table(&rows);
+            for clear in ["110101199001011234", "6222020200001234567", "T0001"] {
+                assert!(!text.contains(clear), "{clear} in clear:\n{text}");
+            }
+
+            let rows = table(&h, Some(&s), &msg, revealed).unwrap();
+            assert_eq!(value_of(&rows, "IdNo"), "110101199001011234");
+            assert_eq!(value_of(&rows, "Acct"), "6222020200001234567");
+            assert_eq!(value_of(&rows, "TellerNo"), "T0001");
+            assert_eq!(value_of(&rows, "No"), "A1234");
+        }
+    }
+
+    #[test]
+    fn table_without_a_schema_shows_the_raw_body_in_clear() {
+        let (h, _, msg) = masking_case(false);
+        let masking = Masking {
+            header: &[],
+            reveal: false,
+        };
+        let rows = table(&h, None, &msg, masking).unwrap();
+        assert!(value_of(&rows, "BODY").contains("110101199001011234"));
     }
 
     #[test]

@@ -171,28 +171,35 @@ async fn serve_simulate_answers_every_backend_and_send_prints_the_answer() {
         "",
     );
     let mut served = serve(&p, &["--simulate", "--pool-max", "SCF=4", "--workers", "1"]);
-    let f = fixture("2969", |f| f.format == txgate::fixture::Format::Fixed);
+    let f = root().join("fixtures/2969/disbursed.toml");
     let addr = served.addr.to_string();
-    let out = tokio::task::spawn_blocking(move || {
-        txgate()
-            .args(["send", "--to", &addr, "--config"])
-            .arg(root().join("gateway.toml"))
-            .arg(&f.path)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let table = String::from_utf8_lossy(&out.stdout);
+    let send = move |extra: &'static [&'static str]| {
+        let (addr, f) = (addr.clone(), f.clone());
+        tokio::task::spawn_blocking(move || {
+            let out = txgate()
+                .args(["send", "--to", &addr, "--config"])
+                .arg(root().join("gateway.toml"))
+                .arg(&f)
+                .args(extra)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        })
+    };
+    let table = send(&[]).await.unwrap();
     assert!(
         table.contains("RspCode") && table.contains("000000"),
         "{table}"
     );
+    // The answer's RecvAcctNo is sensitive: masked unless revealed.
+    assert_eq!(row_value(&table, "RecvAcctNo"), "3*****************1");
+    let table = send(&["--reveal"]).await.unwrap();
+    assert_eq!(row_value(&table, "RecvAcctNo"), "3803020119000056671");
     sigterm(served.child.id());
     assert!(served.child.wait().unwrap().success());
 }
@@ -302,10 +309,19 @@ fn encode_writes_the_golden_bytes_and_decode_prints_labels() {
             "{golden}: encode differs from the golden file"
         );
     }
-    let bin = std::fs::read(root().join("fixtures/2969/disbursed.bin")).unwrap();
+    let table = decode("fixtures/2969/disbursed.bin", &[]);
+    for needle in ["TranCode", "交易码", "LoanAppNo", "放款申请编号"] {
+        assert!(table.contains(needle), "{needle} missing in:\n{table}");
+    }
+}
+
+/// `txgate decode` of a golden file; its standard output.
+fn decode(bin: &str, extra: &[&str]) -> String {
+    let bin = std::fs::read(root().join(bin)).unwrap();
     let mut child = txgate()
         .current_dir(root())
         .arg("decode")
+        .args(extra)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -314,14 +330,35 @@ fn encode_writes_the_golden_bytes_and_decode_prints_labels() {
     child.stdin.take().unwrap().write_all(&bin).unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success());
-    let table = String::from_utf8_lossy(&out.stdout);
-    for needle in [
-        "TranCode",
-        "交易码",
-        "LoanAppNo",
-        "放款申请编号",
-        "中石油昆仑燃气（青岛）有限公司",
-    ] {
-        assert!(table.contains(needle), "{needle} missing in:\n{table}");
-    }
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The value column of a table's row.
+fn row_value<'a>(table: &'a str, tag: &str) -> &'a str {
+    table
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(tag))
+        .and_then(|l| l.split_whitespace().nth(2))
+        .unwrap_or_else(|| panic!("no {tag} row in:\n{table}"))
+}
+
+#[test]
+fn decode_masks_sensitive_fields_unless_revealed() {
+    // CustName is sensitive in schemas/2969.toml; TellerNo is in the
+    // journal's mask_header; LoanAppNo is neither.
+    const NAME: &str = "中石油昆仑燃气（青岛）有限公司";
+    let table = decode("fixtures/2969/disbursed.bin", &[]);
+    assert_eq!(
+        row_value(&table, "CustName"),
+        "中*************司",
+        "{table}"
+    );
+    assert_eq!(row_value(&table, "TellerNo"), "T***1", "{table}");
+    assert_eq!(row_value(&table, "LoanAppNo"), "LA2026120400001", "{table}");
+    assert!(!table.contains(NAME) && !table.contains("T0001"), "{table}");
+
+    let table = decode("fixtures/2969/disbursed.bin", &["--reveal"]);
+    assert_eq!(row_value(&table, "CustName"), NAME, "{table}");
+    assert_eq!(row_value(&table, "TellerNo"), "T0001", "{table}");
+    assert_eq!(row_value(&table, "LoanAppNo"), "LA2026120400001", "{table}");
 }

@@ -10,7 +10,7 @@ use txgate::body::xml::{self, XmlDoc};
 use txgate::body::{self, fixed, Body, BodyErrorKind, Record, Value};
 use txgate::fixture::{self, Format};
 use txgate::header::HeaderSpec;
-use txgate::mask::Redacted;
+use txgate::mask::{Masking, Redacted};
 use txgate::schema::{self, Field, FieldType, Layout, Schema};
 
 // ---------------------------------------------------------------- helpers
@@ -340,7 +340,13 @@ fn redacted_masks_the_customer_name() {
 #[test]
 fn table_shows_header_then_body() {
     let s = schema_of(&format!("{LOAN_APP_NO}{CUST_NAME}{AMOUNT}"));
-    let rows = body::table(&header(), Some(&s), &vector("fixed-body-gbk-text.bin")).unwrap();
+    let rows = body::table(
+        &header(),
+        Some(&s),
+        &vector("fixed-body-gbk-text.bin"),
+        Masking::CLEAR,
+    )
+    .unwrap();
     assert_eq!(rows[0].tag, "TranCode");
     assert_eq!(rows[0].value, "2969");
     let last = rows.last().unwrap();
@@ -348,13 +354,19 @@ fn table_shows_header_then_body() {
         (last.tag.as_str(), last.value.as_str()),
         ("Amount", "123456")
     );
-    let xrows = body::table(&header(), Some(&s), &vector("xml-2969.bin")).unwrap();
+    let xrows = body::table(&header(), Some(&s), &vector("xml-2969.bin"), Masking::CLEAR).unwrap();
     assert!(xrows
         .iter()
         .any(|r| r.tag == "CustName" && r.value.starts_with("中石油")));
     let text = body::render_table(&rows);
     assert!(text.contains("放款申请编号"));
-    let raw = body::table(&header(), None, &vector("fixed-body-gbk-text.bin")).unwrap();
+    let raw = body::table(
+        &header(),
+        None,
+        &vector("fixed-body-gbk-text.bin"),
+        Masking::CLEAR,
+    )
+    .unwrap();
     assert_eq!(raw.last().unwrap().tag, "BODY");
 }
 
@@ -637,7 +649,7 @@ proptest! {
                 let _ = doc.body(&l);
             }
         }
-        let _ = body::table(&header(), None, &bytes);
+        let _ = body::table(&header(), None, &bytes, Masking::CLEAR);
     }
 
     #[test]
@@ -814,8 +826,8 @@ fn every_shipped_fixture_builds_and_decodes_in_both_forms() {
                     "{ctx}"
                 );
             }
-            let _ = body::table(&h, Some(s), &req).unwrap();
-            let _ = body::table(&h, Some(s), &rsp).unwrap();
+            let _ = body::table(&h, Some(s), &req, Masking::CLEAR).unwrap();
+            let _ = body::table(&h, Some(s), &rsp, Masking::CLEAR).unwrap();
         }
         if let Some(golden) = fx.golden() {
             let bytes = std::fs::read(&golden).unwrap();

@@ -31,7 +31,8 @@ async fn simulated_scf() -> (std::net::SocketAddr, CancellationToken) {
     (addr, stop)
 }
 
-/// A copy of a shipped fixture with text replaced, written under `dir/<code>/`.
+/// A copy of a shipped fixture with text replaced, written under
+/// `dir/<code>/` (the code: the shipped fixture's folder).
 fn edited_fixture(
     dir: &std::path::Path,
     from: &str,
@@ -43,7 +44,11 @@ fn edited_fixture(
         assert!(text.contains(a), "{a} not in {from}");
         text = text.replace(a, b);
     }
-    let code_dir = dir.join("2969");
+    let code = std::path::Path::new(from)
+        .parent()
+        .and_then(|p| p.file_name())
+        .expect("fixtures/<code>/<name>.toml");
+    let code_dir = dir.join(code);
     std::fs::create_dir_all(&code_dir).expect("dir");
     let p = code_dir.join(name);
     std::fs::write(&p, text).expect("write fixture");
@@ -205,7 +210,7 @@ async fn replay_junit_parses_as_xml_with_one_testcase_per_fixture() {
         timeout_ms: 10_000,
         framing: Default::default(),
         fresh_seq: false,
-        show_sensitive: false,
+        reveal: false,
     };
     let passed = replay::run(args.clone()).await.expect("replay runs");
     assert!(passed, "every shipped fixture passes");
@@ -245,6 +250,114 @@ async fn replay_junit_parses_as_xml_with_one_testcase_per_fixture() {
     };
     assert!(replay::run(fresh).await.expect("replay runs"));
     gw.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `txgate replay` run as a process; its standard output.
+fn replay_command(to: std::net::SocketAddr, fixtures: &std::path::Path, extra: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_txgate"))
+        .args(["replay", "--to", &to.to_string(), "--config"])
+        .arg(root().join("gateway.toml"))
+        .arg(fixtures)
+        .args(extra)
+        .output()
+        .expect("txgate replay runs");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the fixtures fail: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_prints_sensitive_differences_masked_unless_revealed() {
+    let (addr, stop) = simulated_scf().await;
+    let dir = temp_dir("masked");
+    // The simulator answers RecvAcctNo 3803020119000056671 and echoes
+    // TellerNo T0001; a middle digit differs, so both sides mask alike.
+    let top = edited_fixture(
+        &dir,
+        "fixtures/2969/disbursed.toml",
+        "acct.toml",
+        &[
+            ("3803020119000056671", "3803020119000099671"),
+            (
+                "RspCode = \"000000\"\n",
+                "RspCode = \"000000\"\nTellerNo = \"T0009\"\n",
+            ),
+        ],
+    );
+    // A sensitive member of a group (PayList[3].PayeeAcctNo).
+    let member = edited_fixture(
+        &dir,
+        "fixtures/2073/three-payments.toml",
+        "payee.toml",
+        &[("1501200409000112233", "1501200409000992233")],
+    );
+    let clear = [
+        "3803020119000056671",
+        "3803020119000099671",
+        "1501200409000112233",
+        "1501200409000992233",
+        "T0001",
+        "T0009",
+    ];
+    const NOTE: &str = "--reveal to show";
+
+    // The comparison is on the real values: every difference is reported,
+    // even where the masked values look equal.
+    let mut cfg = ReplayConfig::new(addr, header(), schemas().clone(), vec![top, member]);
+    cfg.timeout = WAIT;
+    let out = replay::replay(&cfg).await;
+    let table = replay::render_table(&out);
+    let diff = |o: usize, field: &str| {
+        out[o]
+            .diffs
+            .iter()
+            .find(|d| d.field.ends_with(field))
+            .unwrap_or_else(|| panic!("no {field} difference in:\n{table}"))
+            .clone()
+    };
+    assert!(out.iter().all(|o| o.verdict == Verdict::Fail), "{table}");
+    let acct = diff(0, "RecvAcctNo");
+    assert!(acct.masked, "{table}");
+    assert_eq!(acct.expected, "3*****************1", "{table}");
+    assert_eq!(acct.expected, acct.actual, "{table}");
+    assert_eq!(
+        (diff(0, "TellerNo").expected, diff(0, "TellerNo").actual),
+        ("T***9".to_string(), "T***1".to_string()),
+        "{table}"
+    );
+    assert_eq!(diff(1, "PayeeAcctNo").field, "PayList[3].PayeeAcctNo");
+    assert_eq!(out[0].diffs.len() + out[1].diffs.len(), 3, "{table}");
+
+    // What is printed: the console table and the JUnit file.
+    let junit = dir.join("replay.xml");
+    let printed = replay_command(addr, &dir, &["--junit", &path_str(&junit)]);
+    let xml = std::fs::read_to_string(&junit).expect("junit written");
+    for text in [&printed, &xml] {
+        for c in clear {
+            assert!(!text.contains(c), "{c} in clear:\n{text}");
+        }
+        for field in ["RecvAcctNo", "TellerNo", "PayList[3].PayeeAcctNo"] {
+            assert!(text.contains(field), "{field} missing:\n{text}");
+        }
+        assert!(text.matches(NOTE).count() >= 3, "{text}");
+    }
+    assert!(printed.contains("3*****************1"), "{printed}");
+
+    // --reveal: in clear, and no note.
+    let revealed = replay_command(addr, &dir, &["--reveal", "--junit", &path_str(&junit)]);
+    let xml = std::fs::read_to_string(&junit).expect("junit written");
+    for text in [&revealed, &xml] {
+        for c in clear {
+            assert!(text.contains(c), "{c} not in clear:\n{text}");
+        }
+        assert!(!text.contains(NOTE), "{text}");
+    }
+    stop.cancel();
     let _ = std::fs::remove_dir_all(&dir);
 }
 
