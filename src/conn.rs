@@ -83,6 +83,8 @@ fn poll_gated<F: Future>(
 }
 
 /// Serves one caller connection until it closes, fails, or shutdown ends it.
+/// On Linux and FreeBSD the stream is expected to come from a listener with
+/// TCP_NODELAY set (`server` binds them so), whose accepted sockets inherit it.
 pub async fn serve(
     gw: Arc<Gateway>,
     caller: Caller,

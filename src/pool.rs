@@ -18,7 +18,7 @@ use crate::frame::{FrameCodec, FrameError};
 use crate::header::trim;
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -526,17 +526,17 @@ impl Pool {
                 "报文头不完整，无法按渠道与流水号匹配应答".into(),
             ));
         };
-        let (conn, rx) = self.mux_register(&key, deadline).await?;
+        let (conn, rx, ticket) = self.mux_register(&key, deadline).await?;
         // From here on, however this future ends (even dropped by a caller
         // that went away), the key is released or remembered as expired.
         let mut guard = Registered {
             shared: &conn.shared,
             key,
+            ticket,
             sent: false,
             settled: false,
         };
         let answers_before = conn.shared.answers.load(Ordering::Acquire);
-        let ticket = conn.shared.tickets.fetch_add(1, Ordering::Relaxed) + 1;
         // The queue is bounded: when the backend stops reading it fills, and
         // the wait for room must end at the deadline like everything else.
         let queued = Queued {
@@ -586,8 +586,8 @@ impl Pool {
                 // Not taken by the writer yet, so never to be: its deadline
                 // has passed; or taken and dropped as stale. Either way not
                 // sent, and safe to send again.
-                let unsent =
-                    conn.shared.taken.load(Ordering::SeqCst) < ticket || conn.shared.skipped(&key);
+                let unsent = conn.shared.taken.load(Ordering::SeqCst) < ticket
+                    || conn.shared.skipped(&key, ticket);
                 if !unsent {
                     self.stats.timeouts.fetch_add(1, Ordering::Relaxed);
                 }
@@ -628,7 +628,7 @@ impl Pool {
         &self,
         key: &MuxId,
         deadline: tokio::time::Instant,
-    ) -> Result<(Arc<MuxConn>, oneshot::Receiver<Bytes>), CallError> {
+    ) -> Result<(Arc<MuxConn>, oneshot::Receiver<Bytes>, u64), CallError> {
         loop {
             let open = {
                 let Ok(mut live) = self.mux.lock() else {
@@ -649,8 +649,8 @@ impl Pool {
                     let start = self.mux_next.fetch_add(1, Ordering::Relaxed);
                     for i in 0..live.len() {
                         let conn = &live[(start + i) % live.len()];
-                        if let Some(rx) = conn.shared.register(key) {
-                            return Ok((conn.clone(), rx));
+                        if let Some((rx, ticket)) = conn.shared.register(key) {
+                            return Ok((conn.clone(), rx, ticket));
                         }
                     }
                     return Err(self.mux_key_busy());
@@ -677,7 +677,7 @@ impl Pool {
             }
             drop(opening);
             return match conn.shared.register(key) {
-                Some(rx) => Ok((conn, rx)),
+                Some((rx, ticket)) => Ok((conn, rx, ticket)),
                 None => Err(self.mux_key_busy()),
             };
         }
@@ -734,17 +734,21 @@ impl Pool {
                         for q in &mut batch[start..end] {
                             // Past its deadline it stays unsent: its caller has its answer.
                             if q.deadline <= now {
-                                wshared.unsent(q.key);
+                                wshared.unsent(q.key, q.ticket);
                             } else if writer.feed(std::mem::take(&mut q.msg)).await.is_err() {
                                 return;
                             }
                         }
+                        // Written before the next chunk is marked: a chunk's
+                        // feeds never wait, so what is marked taken is
+                        // written, and nothing waits marked but unwritten
+                        // behind a blocked write.
+                        if writer.flush().await.is_err() {
+                            return;
+                        }
                         start = end;
                     }
                     batch.clear();
-                    if writer.flush().await.is_err() {
-                        return;
-                    }
                 }
             };
             tokio::select! {
@@ -902,8 +906,8 @@ struct MuxConn {
     born: Instant,
 }
 
-/// A request waiting for the writer, with the deadline after which its
-/// caller has been answered and it must not be sent.
+/// A request waiting for the writer, with the deadline past which its
+/// caller has its answer and the writer no longer takes it.
 #[derive(Debug)]
 struct Queued {
     msg: Bytes,
@@ -919,6 +923,7 @@ struct Queued {
 struct Registered<'a> {
     shared: &'a MuxShared,
     key: MuxId,
+    ticket: u64,
     /// Queued for the writer: it may have reached the backend.
     sent: bool,
     /// Answered, or the connection closed: nothing to release.
@@ -931,9 +936,9 @@ impl Drop for Registered<'_> {
             return;
         }
         if self.sent {
-            self.shared.expire(self.key);
+            self.shared.expire(self.key, self.ticket);
         } else {
-            self.shared.take(&self.key);
+            self.shared.take(&self.key, self.ticket);
         }
     }
 }
@@ -978,14 +983,23 @@ struct MuxShared {
 /// takes it once.
 #[derive(Debug, Default)]
 struct MuxTable {
-    pending: HashMap<MuxId, oneshot::Sender<Bytes>>,
-    /// Keys that timed out and whose late answer has not come yet.
-    expired: HashSet<MuxId>,
-    /// Keys the writer dropped as stale while their request still waited:
-    /// nothing is owed for them when it gives up.
-    unsent: HashSet<MuxId>,
+    pending: HashMap<MuxId, Waiter>,
+    /// Keys that timed out and whose late answer has not come yet, with the
+    /// ticket of the request that owes it.
+    expired: HashMap<MuxId, u64>,
     /// Retiring: no new requests; closed once the last waiter is done.
     draining: bool,
+}
+
+/// A request waiting for its answer. The ticket tells it apart from an
+/// earlier or later request with the same key.
+#[derive(Debug)]
+struct Waiter {
+    tx: oneshot::Sender<Bytes>,
+    ticket: u64,
+    /// The writer dropped it as stale: it was never sent, and is owed no
+    /// answer when it gives up.
+    skipped: bool,
 }
 
 impl MuxTable {
@@ -1020,48 +1034,59 @@ impl MuxShared {
         }
     }
 
-    fn register(&self, key: &MuxId) -> Option<oneshot::Receiver<Bytes>> {
+    /// Registers a waiter for `key`, with its ticket.
+    fn register(&self, key: &MuxId) -> Option<(oneshot::Receiver<Bytes>, u64)> {
         if !self.alive.load(Ordering::Acquire) {
             return None;
         }
         let mut t = self.table.lock().ok()?;
         // Checked again under the lock: `close` clears the table under it.
         if !self.alive.load(Ordering::Acquire)
-            || t.expired.contains(key)
+            || t.expired.contains_key(key)
             || t.pending.contains_key(key)
         {
             return None;
         }
+        let ticket = self.tickets.fetch_add(1, Ordering::Relaxed) + 1;
         let (tx, rx) = oneshot::channel();
-        t.pending.insert(*key, tx);
-        Some(rx)
+        t.pending.insert(
+            *key,
+            Waiter {
+                tx,
+                ticket,
+                skipped: false,
+            },
+        );
+        Some((rx, ticket))
     }
 
-    fn take(&self, key: &MuxId) -> Option<oneshot::Sender<Bytes>> {
-        let (waiter, drained) = {
-            let mut t = self.table.lock().ok()?;
-            let w = t.pending.remove(key);
-            (w, t.drained())
+    /// Releases the key of a request that was never queued.
+    fn take(&self, key: &MuxId, ticket: u64) {
+        let drained = {
+            let Ok(mut t) = self.table.lock() else { return };
+            if t.pending.get(key).is_some_and(|w| w.ticket == ticket) {
+                t.pending.remove(key);
+            }
+            t.drained()
         };
         if drained {
             self.close();
         }
-        waiter
     }
 
-    /// Called when a sent request gave up (its receiver is gone by then).
-    fn expire(&self, key: MuxId) {
+    /// Called when a queued request gave up: the key is owed a late answer
+    /// unless the writer dropped the request unsent.
+    fn expire(&self, key: MuxId, ticket: u64) {
         let drained = {
             let Ok(mut t) = self.table.lock() else { return };
-            // Only our own waiter, closed: if none is there, the answer came
-            // at the last moment (delivery counted it late); if an open one
-            // is, a newer request registered the key after that answer.
-            if !t.pending.get(&key).is_some_and(|w| w.is_closed()) {
+            // Only our own waiter: if none is there, the answer came at the
+            // last moment (delivery counted it late); if another is, a newer
+            // request registered the key after that answer.
+            if t.pending.get(&key).is_none_or(|w| w.ticket != ticket) {
                 return;
             }
-            t.pending.remove(&key);
-            if !t.unsent.remove(&key) {
-                t.expired.insert(key);
+            if t.pending.remove(&key).is_some_and(|w| !w.skipped) {
+                t.expired.insert(key, ticket);
             }
             // Decided under the lock, so that it happens once. Retired
             // gently: requests still waiting keep their chance of an answer.
@@ -1082,17 +1107,26 @@ impl MuxShared {
     }
 
     /// The writer dropped a request past its deadline: it was never sent,
-    /// so its key is owed no answer and is free again.
-    fn unsent(&self, key: MuxId) {
+    /// so it is owed no answer, and its key is free again once it gives up.
+    /// Matched by ticket: the key may belong to another request by now.
+    fn unsent(&self, key: MuxId, ticket: u64) {
         let Ok(mut t) = self.table.lock() else { return };
-        if !t.expired.remove(&key) && t.pending.contains_key(&key) {
-            t.unsent.insert(key);
+        if t.expired.get(&key) == Some(&ticket) {
+            t.expired.remove(&key);
+        } else if let Some(w) = t.pending.get_mut(&key) {
+            if w.ticket == ticket {
+                w.skipped = true;
+            }
         }
     }
 
     /// Whether the writer dropped this waiting request as stale.
-    fn skipped(&self, key: &MuxId) -> bool {
-        self.table.lock().is_ok_and(|t| t.unsent.contains(key))
+    fn skipped(&self, key: &MuxId, ticket: u64) -> bool {
+        self.table.lock().is_ok_and(|t| {
+            t.pending
+                .get(key)
+                .is_some_and(|w| w.ticket == ticket && w.skipped)
+        })
     }
 
     fn deliver(&self, key: &MuxId, answer: Bytes) {
@@ -1100,7 +1134,7 @@ impl MuxShared {
             Ok(mut t) => {
                 let w = t.pending.remove(key);
                 // A late answer frees its key: it is consumed here.
-                let late = w.is_none() && t.expired.remove(key);
+                let late = w.is_none() && t.expired.remove(key).is_some();
                 (w, late, t.drained())
             }
             Err(_) => (None, false, false),
@@ -1110,7 +1144,7 @@ impl MuxShared {
         }
         match waiter {
             Some(waiter) => {
-                if waiter.send(answer).is_err() {
+                if waiter.tx.send(answer).is_err() {
                     // The waiter gave up between the lookup and now.
                     self.counters.late.fetch_add(1, Ordering::Relaxed);
                 }
@@ -1409,7 +1443,8 @@ mod tests {
             Some(1),
             "only the retry reached the backend"
         );
-        assert!(shared.table.lock().unwrap().unsent.is_empty());
+        let t = shared.table.lock().unwrap();
+        assert!(t.pending.is_empty() && t.expired.is_empty());
     }
 
     /// Request `owed` times out while `answered`, sent 20 ms later, is
@@ -1699,6 +1734,37 @@ mod tests {
         assert_eq!(pool.stats.waiters.load(Ordering::Relaxed), 0);
         drop(holder);
         assert_eq!(pool.in_use(), 0, "the cancelled holder gave its slot back");
+    }
+
+    #[test]
+    fn multiplex_stale_skip_of_an_earlier_request_leaves_a_newer_one_with_its_key_alone() {
+        let shared = MuxShared::new(Arc::new(MuxCounters::default()), MUX_OWED_MAX);
+        let key = MuxId::new(b"CUS", b"CUS20261204000000001").unwrap();
+        // R1 is answered (a stray answer with its key) while still queued;
+        // R2 then registers the same key.
+        let (_rx1, t1) = shared.register(&key).unwrap();
+        shared.deliver(&key, Bytes::from_static(b"stray"));
+        let (_rx2, t2) = shared.register(&key).unwrap();
+        // The writer reaches R1's stale entry: R2 was sent, not skipped.
+        shared.unsent(key, t1);
+        assert!(
+            !shared.skipped(&key, t2),
+            "R2 would be told it was not sent"
+        );
+        // R2 times out: its key is owed a late answer ...
+        shared.expire(key, t2);
+        // ... which R1's stale entry, met again, must not forgive.
+        shared.unsent(key, t1);
+        assert!(
+            shared.register(&key).is_none(),
+            "R2's late answer could reach a newer request with its key"
+        );
+        shared.deliver(&key, Bytes::from_static(b"late"));
+        assert_eq!(shared.counters.late.load(Ordering::Relaxed), 1);
+        assert!(
+            shared.register(&key).is_some(),
+            "the late answer frees the key"
+        );
     }
 
     #[test]

@@ -136,6 +136,9 @@ fn listen_on(addr: SocketAddr) -> std::io::Result<TcpListener> {
         SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
         SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
     };
+    // As `TcpListener::bind` does: not on Windows, where it allows another
+    // process to take over the port.
+    #[cfg(not(windows))]
     socket.set_reuseaddr(true)?;
     socket.set_nodelay(true)?;
     socket.bind(addr)?;
