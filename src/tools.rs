@@ -39,7 +39,17 @@ pub type Schemas = BTreeMap<String, Schema>;
 
 /// Loads the schemas folder for tools; a missing folder means header-only tables.
 pub fn load_schemas(dir: &Path) -> Schemas {
-    crate::schema::load_dir(dir).unwrap_or_default()
+    crate::schema::load_dir(dir).unwrap_or_else(|problems| {
+        // Said, not silent: without schemas a table has no field names and
+        // hides bodies (nothing says which fields are sensitive).
+        let first = problems.first().map(ToString::to_string).unwrap_or_default();
+        tracing::warn!(
+            "schemas in {} not loaded ({} problems, first: {first}); bodies are shown without field names",
+            dir.display(),
+            problems.len()
+        );
+        Schemas::default()
+    })
 }
 
 /// What a tool works with, from its config.

@@ -548,8 +548,10 @@ pub struct Row {
 /// journal's masked header fields, unless it reveals.
 /// With a schema, the request layout is used when `RspCode` is blank and the
 /// response layout otherwise; a response with an empty body shows no body
-/// rows. Without a schema the body is shown raw (fixed) or element by
-/// element (XML), and in clear: nothing says what in it is sensitive.
+/// rows. Without a schema nothing says what in the body is sensitive, so
+/// unless it reveals, a fixed body is hidden (its length shown) and XML
+/// element values are masked; revealed, the body is shown raw (fixed) or
+/// element by element (XML).
 pub fn table(
     header: &HeaderSpec,
     schema: Option<&Schema>,
@@ -582,7 +584,15 @@ pub fn table(
                     body_rows(layout.fields(), &body, 0, masking, &mut rows);
                 }
             }
-            None => doc.raw_rows(&mut rows),
+            None => {
+                let first = rows.len();
+                doc.raw_rows(&mut rows);
+                if masking.masks_field(None) {
+                    for r in &mut rows[first..] {
+                        r.value = crate::mask::mask(&r.value);
+                    }
+                }
+            }
         }
         return Ok(rows);
     }
@@ -619,9 +629,16 @@ pub fn table(
         None if !rest.is_empty() => rows.push(Row {
             tag: "BODY".into(),
             label: "报文体".into(),
-            value: match gbk::decode(rest) {
-                Ok(t) => t.into_owned(),
-                Err(_) => rest.iter().map(|b| format!("{b:02X}")).collect(),
+            value: if masking.masks_field(None) {
+                format!(
+                    "（{} 字节；无报文定义，不知哪些字段敏感，已隐去 hidden: no schema; --reveal to show）",
+                    rest.len()
+                )
+            } else {
+                match gbk::decode(rest) {
+                    Ok(t) => t.into_owned(),
+                    Err(_) => rest.iter().map(|b| format!("{b:02X}")).collect(),
+                }
             },
             depth: 0,
         }),
@@ -890,14 +907,25 @@ mod tests {
     }
 
     #[test]
-    fn table_without_a_schema_shows_the_raw_body_in_clear() {
-        let (h, _, msg) = masking_case(false);
-        let masking = Masking {
+    fn table_without_a_schema_hides_the_body_unless_revealed() {
+        let hidden = Masking {
             header: &[],
             reveal: false,
         };
-        let rows = table(&h, None, &msg, masking).unwrap();
-        assert!(value_of(&rows, "BODY").contains("110101199001011234"));
+        let shown = |xml: bool, tag: &str, masking: Masking<'_>| {
+            let (h, _, msg) = masking_case(xml);
+            value_of(&table(&h, None, &msg, masking).unwrap(), tag).to_string()
+        };
+        let body = shown(false, "BODY", hidden);
+        assert!(!body.contains("110101199001011234"), "{body}");
+        assert!(body.contains("--reveal"), "{body}");
+        assert!(shown(false, "BODY", Masking::CLEAR).contains("110101199001011234"));
+        // XML: every element value masked, as nothing says which are safe.
+        assert_eq!(
+            shown(true, "IdNo", hidden),
+            crate::mask::mask("110101199001011234")
+        );
+        assert_eq!(shown(true, "IdNo", Masking::CLEAR), "110101199001011234");
     }
 
     #[test]
