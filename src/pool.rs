@@ -1573,17 +1573,20 @@ mod tests {
         );
     }
 
+    /// Accepts one connection and never reads it, for 30 s.
+    async fn never_reading(listener: TcpListener) {
+        let (s, _) = listener.accept().await.unwrap();
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        drop(s);
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn multiplex_queue_full_of_an_unread_backend_ends_at_the_deadline() {
         // A backend that accepts and never reads: socket buffers fill, then
         // the writer's queue; callers waiting for room must not hang.
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let pool = Arc::new(mux_pool(listener.local_addr().unwrap()));
-        let held = tokio::spawn(async move {
-            let (s, _) = listener.accept().await.unwrap();
-            tokio::time::sleep(Duration::from_secs(30)).await;
-            drop(s);
-        });
+        let held = tokio::spawn(never_reading(listener));
         // Built before any is sent, so all are queued well within the
         // deadline even on a slow, loaded machine.
         let tail = "x".repeat(16 * 1024);
@@ -1633,11 +1636,7 @@ mod tests {
         socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
         let listener = socket.listen(16).unwrap();
         let pool = mux_pool(listener.local_addr().unwrap());
-        let held = tokio::spawn(async move {
-            let (s, _) = listener.accept().await.unwrap();
-            tokio::time::sleep(Duration::from_secs(30)).await;
-            drop(s);
-        });
+        let held = tokio::spawn(never_reading(listener));
         let tail = "x".repeat(1000 * 1024);
         let msgs: Vec<Bytes> = (0..16)
             .map(|seq| Bytes::from(format!("CUS   {seq:<20}{tail}")))

@@ -9,6 +9,17 @@ fn txgate() -> Command {
     Command::new(env!("CARGO_BIN_EXE_txgate"))
 }
 
+/// Runs a command that must succeed; its standard output.
+fn stdout_of(cmd: &mut Command) -> Vec<u8> {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
 /// A copy of gateway.toml in a temp folder, with absolute paths and the
 /// given text replacements.
 pub fn temp_config(name: &str, edits: &[(&str, &str)], append: &str) -> std::path::PathBuf {
@@ -44,17 +55,12 @@ pub fn temp_config(name: &str, edits: &[(&str, &str)], append: &str) -> std::pat
 
 #[test]
 fn check_passes_on_the_shipped_config() {
-    let out = txgate()
-        .args(["check", "--config"])
-        .arg(root().join("gateway.toml"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = stdout_of(
+        txgate()
+            .args(["check", "--config"])
+            .arg(root().join("gateway.toml")),
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("34 routes"));
+    assert!(String::from_utf8_lossy(&out).contains("34 routes"));
 }
 
 #[test]
@@ -176,19 +182,14 @@ async fn serve_simulate_answers_every_backend_and_send_prints_the_answer() {
     let send = move |extra: &'static [&'static str]| {
         let (addr, f) = (addr.clone(), f.clone());
         tokio::task::spawn_blocking(move || {
-            let out = txgate()
-                .args(["send", "--to", &addr, "--config"])
-                .arg(root().join("gateway.toml"))
-                .arg(&f)
-                .args(extra)
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
+            let out = stdout_of(
+                txgate()
+                    .args(["send", "--to", &addr, "--config"])
+                    .arg(root().join("gateway.toml"))
+                    .arg(&f)
+                    .args(extra),
             );
-            String::from_utf8_lossy(&out.stdout).into_owned()
+            String::from_utf8_lossy(&out).into_owned()
         })
     };
     let table = send(&[]).await.unwrap();
@@ -292,22 +293,9 @@ fn check_fails_on_overlapping_header_fields() {
 fn encode_writes_the_golden_bytes_and_decode_prints_labels() {
     for golden in ["2969/disbursed", "9419/five-years", "2979/old", "2979/full"] {
         let fixture = root().join("fixtures").join(format!("{golden}.toml"));
-        let out = txgate()
-            .current_dir(root())
-            .arg("encode")
-            .arg(&fixture)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out = stdout_of(txgate().current_dir(root()).arg("encode").arg(&fixture));
         let want = std::fs::read(root().join("fixtures").join(format!("{golden}.bin"))).unwrap();
-        assert_eq!(
-            out.stdout, want,
-            "{golden}: encode differs from the golden file"
-        );
+        assert_eq!(out, want, "{golden}: encode differs from the golden file");
     }
     let table = decode("fixtures/2969/disbursed.bin", &[]);
     for needle in ["TranCode", "交易码", "LoanAppNo", "放款申请编号"] {
