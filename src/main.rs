@@ -9,12 +9,11 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use txgate::config::{parse_pool_max, parse_pool_mode, BackendMode, Overrides};
 use txgate::frame::Framing;
-use txgate::header::HeaderSpec;
 
 #[derive(Parser)]
 #[command(
@@ -335,10 +334,10 @@ fn run(cmd: Command) -> Result<std::process::ExitCode> {
             config,
             framing,
         } => {
-            let (header, schemas) = tool_context(&config);
+            let cx = txgate::tools::context(&config);
             let f = txgate::fixture::Fixture::load(&fixture)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", fixture.display()))?;
-            let msg = txgate::tools::fixture_request(&header, &schemas, &f, xml)?;
+            let msg = txgate::tools::fixture_request(&cx.header, &cx.schemas, &f, xml)?;
             let framed = framing.frame(&msg)?;
             use std::io::Write;
             std::io::stdout().write_all(&framed)?;
@@ -385,12 +384,6 @@ fn run(cmd: Command) -> Result<std::process::ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
-}
-
-/// The header layout and schemas a tool uses (see `tools::context`).
-fn tool_context(config: &Path) -> (HeaderSpec, txgate::tools::Schemas) {
-    let cx = txgate::tools::context(config);
-    (cx.header, cx.schemas)
 }
 
 async fn serve(a: ServeArgs) -> Result<()> {
