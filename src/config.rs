@@ -101,6 +101,10 @@ pub struct ListenerConfig {
     pub framing: Framing,
     #[serde(default = "auto")]
     pub body: BodyFormat,
+    /// TCP_DEFER_ACCEPT (Linux): a caller is handed over once its first
+    /// bytes arrive, or this long after its handshake; 0 (the default) is off.
+    #[serde(default)]
+    pub defer_accept_ms: u64,
 }
 
 fn auto() -> BodyFormat {

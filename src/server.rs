@@ -39,7 +39,7 @@ impl Server {
                     l.address = a;
                 }
             }
-            let tcp = listen_on(l.address).map_err(|e| {
+            let tcp = listen_on(l.address, l.defer_accept_secs).map_err(|e| {
                 std::io::Error::new(
                     e.kind(),
                     format!("listener {} on {}: {e}", l.name, l.address),
@@ -131,7 +131,10 @@ impl Server {
 /// socket: Linux and the BSDs copy it to every accepted socket, which saves
 /// short-connection callers a `setsockopt` per message. The backlog is
 /// larger than the standard library's 128, for bursts of short connections.
-fn listen_on(addr: SocketAddr) -> std::io::Result<TcpListener> {
+/// With `defer_accept_secs` the kernel hands a caller over only once its
+/// request has started to arrive: callers always speak first here, and a
+/// short-connection caller then costs one wake-up, not two.
+fn listen_on(addr: SocketAddr, defer_accept_secs: u32) -> std::io::Result<TcpListener> {
     let socket = match addr {
         SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
         SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
@@ -141,8 +144,39 @@ fn listen_on(addr: SocketAddr) -> std::io::Result<TcpListener> {
     #[cfg(not(windows))]
     socket.set_reuseaddr(true)?;
     socket.set_nodelay(true)?;
+    if defer_accept_secs > 0 {
+        set_defer_accept(&socket, defer_accept_secs)?;
+    }
     socket.bind(addr)?;
     socket.listen(LISTEN_BACKLOG)
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn set_defer_accept(socket: &tokio::net::TcpSocket, secs: u32) -> std::io::Result<()> {
+    let secs = i32::try_from(secs).unwrap_or(i32::MAX);
+    nix::sys::socket::setsockopt(socket, defer::DeferAccept, &secs).map_err(std::io::Error::from)
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn set_defer_accept(_socket: &tokio::net::TcpSocket, _secs: u32) -> std::io::Result<()> {
+    tracing::warn!("defer_accept_ms is set, but only Linux has TCP_DEFER_ACCEPT; ignored");
+    Ok(())
+}
+
+/// TCP_DEFER_ACCEPT, which neither nix, socket2 nor stable std offers.
+/// nix's own macro defines it, so the one FFI call is nix's code, as for
+/// the options nix ships.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+mod defer {
+    use nix::{getsockopt_impl, libc, setsockopt_impl, sockopt_impl};
+    sockopt_impl!(
+        /// The seconds a listener waits for a caller's first bytes.
+        DeferAccept,
+        Both,
+        libc::IPPROTO_TCP,
+        libc::TCP_DEFER_ACCEPT,
+        i32
+    );
 }
 
 /// Pending connections the kernel queues before `accept` (it caps this at
@@ -218,11 +252,45 @@ mod tests {
     #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
     #[tokio::test]
     async fn accepted_callers_inherit_nodelay_from_the_listener() {
-        let listener = listen_on("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener = listen_on("127.0.0.1:0".parse().unwrap(), 0).unwrap();
         let addr = listener.local_addr().unwrap();
         let (_client, accepted) =
             tokio::join!(tokio::net::TcpStream::connect(addr), listener.accept());
         let (stream, _) = accepted.unwrap();
         assert!(stream.nodelay().unwrap(), "TCP_NODELAY was not inherited");
+    }
+
+    /// Guards `defer_accept_ms`: the option reaches the socket when asked
+    /// for, and only then.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[tokio::test]
+    async fn defer_accept_is_set_on_the_listener_only_when_configured() {
+        let get = |l: &TcpListener| nix::sys::socket::getsockopt(l, defer::DeferAccept).unwrap();
+        let deferred = listen_on("127.0.0.1:0".parse().unwrap(), 2).unwrap();
+        assert!(
+            get(&deferred) >= 2,
+            "TCP_DEFER_ACCEPT not set: {}",
+            get(&deferred)
+        );
+        let plain = listen_on("127.0.0.1:0".parse().unwrap(), 0).unwrap();
+        assert_eq!(get(&plain), 0);
+    }
+
+    /// A deferred listener hands a caller over as soon as its first bytes
+    /// arrive, long before the deferral period (60 s here) ends.
+    #[tokio::test]
+    async fn deferred_listener_hands_over_a_caller_when_its_request_arrives() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = listen_on("127.0.0.1:0".parse().unwrap(), 60).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        client.write_all(b"00000000").await.unwrap();
+        let (mut stream, _) = tokio::time::timeout(Duration::from_secs(30), listener.accept())
+            .await
+            .expect("the caller's first bytes did not hand it over")
+            .unwrap();
+        let mut got = [0u8; 8];
+        stream.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"00000000");
     }
 }

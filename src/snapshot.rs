@@ -19,6 +19,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The longest TCP_DEFER_ACCEPT wait: Linux counts it in SYN-ACK
+/// retransmits and caps it at 120 s.
+const MAX_DEFER_ACCEPT_MS: u64 = 120_000;
+
 /// A listener, checked.
 #[derive(Debug, Clone)]
 pub struct Listener {
@@ -26,6 +30,8 @@ pub struct Listener {
     pub address: SocketAddr,
     pub framing: Framing,
     pub body: BodyFormat,
+    /// TCP_DEFER_ACCEPT in whole seconds (the kernel's unit); 0 is off.
+    pub defer_accept_secs: u32,
 }
 
 /// A channel, checked: its ID as header bytes, its address binding, and
@@ -135,12 +141,21 @@ impl Snapshot {
             problems.push("no [[listener]] is configured".into());
         }
         for l in &raw.listeners {
+            if l.defer_accept_ms > MAX_DEFER_ACCEPT_MS {
+                problems.push(format!(
+                    "listener {}: defer_accept_ms {} is over {MAX_DEFER_ACCEPT_MS} (the kernel caps it at 120 s)",
+                    l.name, l.defer_accept_ms
+                ));
+            }
             match l.address.parse::<SocketAddr>() {
                 Ok(address) => listeners.push(Listener {
                     name: l.name.clone(),
                     address,
                     framing: l.framing,
                     body: l.body,
+                    // Rounded up: a wish for 300 ms still turns the option on.
+                    defer_accept_secs: l.defer_accept_ms.min(MAX_DEFER_ACCEPT_MS).div_ceil(1000)
+                        as u32,
                 }),
                 Err(e) => problems.push(format!(
                     "listener {}: address \"{}\" does not parse: {e}",

@@ -87,6 +87,20 @@ fn check_reports_unknown_channel_backend_missing_schema_and_bad_address_together
     }
 }
 
+#[test]
+fn check_fails_on_a_defer_accept_longer_than_the_kernel_allows() {
+    let p = temp_config(
+        "defer",
+        &[("defer_accept_ms = 1000", "defer_accept_ms = 300000")],
+        "",
+    );
+    let err = check_fails(&p);
+    assert!(
+        err.contains("listener main") && err.contains("defer_accept_ms 300000"),
+        "{err}"
+    );
+}
+
 /// Starts `txgate serve` and waits for its READY line.
 struct Served {
     child: std::process::Child,

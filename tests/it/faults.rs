@@ -575,6 +575,8 @@ async fn shutdown_under_load_answers_every_request_in_flight() {
 async fn shutdown_closes_idle_caller_connections_without_waiting_out_the_grace() {
     let mut raw = shipped_config();
     raw.gateway.shutdown_grace_ms = 120_000;
+    // Off, so that the caller that never sends is accepted at all.
+    raw.listeners[0].defer_accept_ms = 0;
     let gw = TestGateway::start_with(raw).await;
     // Answered first: the connection's loop has turned, so its shutdown
     // signals were polled once and hold its waker.
@@ -586,6 +588,28 @@ async fn shutdown_closes_idle_caller_connections_without_waiting_out_the_grace()
         .expect("stop waited for the grace period: an idle connection missed the signal");
     assert!(idle.recv_or_eof().await.is_none());
     assert!(never_sent.recv_or_eof().await.is_none());
+}
+
+// With the shipped TCP_DEFER_ACCEPT, a caller that has connected but sent
+// nothing is still the kernel's: shutdown does not wait for it, and its
+// request, sent after the gateway stopped, is refused (reset or EOF), never
+// left hanging.
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_refuses_a_deferred_caller_that_sends_after_the_gateway_stopped() {
+    let mut raw = shipped_config();
+    raw.gateway.shutdown_grace_ms = 120_000;
+    assert!(
+        raw.listeners[0].defer_accept_ms > 0,
+        "the shipped listener defers accept"
+    );
+    let gw = TestGateway::start_with(raw).await;
+    let mut silent = gw.client().await;
+    tokio::time::timeout(Duration::from_secs(30), gw.stop())
+        .await
+        .expect("stop waited for a caller that had sent nothing");
+    silent.send(request("2969", &[("ChnlNo", "CUS")])).await;
+    assert!(silent.recv_or_eof().await.is_none());
 }
 
 // Guards the inline slot: the only request in flight on a connection is

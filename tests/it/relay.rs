@@ -90,6 +90,26 @@ async fn short_caller_connections_each_get_their_answer() {
     gw.stop().await;
 }
 
+// Guards the shipped TCP_DEFER_ACCEPT: a caller that connects and is slow
+// to send, past the deferral period, is still handed over and answered.
+// The pause is the scenario (a slow caller), not a wait for readiness.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn caller_that_sends_after_the_defer_accept_period_is_still_answered() {
+    let raw = shipped_config();
+    let defer = Duration::from_millis(raw.listeners[0].defer_accept_ms);
+    assert!(!defer.is_zero(), "the shipped listener defers accept");
+    let gw = TestGateway::start_with(raw).await;
+    let mut slow = gw.client().await;
+    tokio::time::sleep(defer + Duration::from_millis(300)).await;
+    let seq = next_seq("D");
+    let answer = slow
+        .call(request("2969", &[("ChnlNo", "CUS"), ("SeqNo", &seq)]))
+        .await;
+    assert_eq!(rsp_code(&answer), "000000", "{}", rsp_msg(&answer));
+    assert_eq!(field(&answer, Role::Seq), seq);
+    gw.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn short_mode_backend_opens_a_connection_per_request() {
     let backend = ScriptedBackend::start(Script::Echo).await;
