@@ -306,6 +306,15 @@ fn poll_answer<F: Future<Output = (usize, Bytes)>>(
             return Poll::Ready(Some(done));
         }
     }
+    // Not polled while empty: that would register (clone) the waker every
+    // turn, for nothing, on every connection with one request at a time.
+    if in_flight.is_empty() {
+        return if solo.is_some() {
+            Poll::Pending
+        } else {
+            Poll::Ready(None)
+        };
+    }
     match in_flight.poll_next_unpin(cx) {
         Poll::Ready(None) if solo.is_some() => Poll::Pending,
         other => other,
