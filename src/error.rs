@@ -142,10 +142,10 @@ impl GwError {
         }
     }
 
-    /// Whether sending the request again is safe even on a route that is not
-    /// idempotent: only when it certainly never left the gateway.
-    pub fn safe_to_resend(&self) -> bool {
-        !self.reached_backend && self.code == RspCode::BackendUnreachable
+    /// Whether the request certainly never left the gateway (no connection,
+    /// or no capacity): its SeqNo may then be used again.
+    pub fn never_sent(&self) -> bool {
+        !self.reached_backend && matches!(self.code, RspCode::BackendUnreachable | RspCode::Busy)
     }
 
     /// The RspMsg text: the code's meaning, then what and where.
@@ -165,3 +165,33 @@ impl fmt::Display for GwError {
 }
 
 impl std::error::Error for GwError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_request_that_never_left_the_gateway_counts_as_never_sent() {
+        assert!(GwError::new(RspCode::BackendUnreachable, "").never_sent());
+        assert!(GwError::new(RspCode::Busy, "").never_sent());
+        assert!(!GwError::new(RspCode::BackendTimeout, "").never_sent());
+        assert!(!GwError::new(RspCode::BadAnswer, "").never_sent());
+        assert!(!GwError::new(RspCode::Internal, "").never_sent());
+        let mut sent = GwError::new(RspCode::BackendUnreachable, "");
+        sent.reached_backend = true;
+        assert!(!sent.never_sent());
+    }
+
+    #[test]
+    fn each_code_has_the_side_that_failed() {
+        assert_eq!(
+            GwError::new(RspCode::ChannelDenied, "").side(),
+            Side::Downstream
+        );
+        assert_eq!(
+            GwError::new(RspCode::BackendTimeout, "").side(),
+            Side::Upstream
+        );
+        assert_eq!(GwError::new(RspCode::Busy, "").side(), Side::Internal);
+    }
+}

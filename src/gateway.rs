@@ -181,6 +181,7 @@ impl Gateway {
                     peer = %caller.peer,
                     seq = %seq,
                     rsp = err.code.as_str(),
+                    side = ?err.side(),
                     "rejected: {}",
                     err.rsp_msg()
                 );
@@ -330,7 +331,7 @@ impl Gateway {
     ) -> Result<Bytes, GwError> {
         let r = relay(route, backend, outgoing).await;
         if let (Err(e), Some(key)) = (&r, claimed) {
-            if !e.reached_backend && matches!(e.code, RspCode::BackendUnreachable | RspCode::Busy) {
+            if e.never_sent() {
                 self.seq_store.forget(&key);
             }
         }
