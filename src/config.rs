@@ -102,7 +102,8 @@ pub struct ListenerConfig {
     #[serde(default = "auto")]
     pub body: BodyFormat,
     /// TCP_DEFER_ACCEPT (Linux): a caller is handed over once its first
-    /// bytes arrive, or this long after its handshake; 0 (the default) is off.
+    /// bytes arrive, or after about this long (the kernel rounds up to its
+    /// SYN-ACK retransmits: 1, 3, 7, 15 … s); 0 (the default) is off.
     #[serde(default)]
     pub defer_accept_ms: u64,
 }

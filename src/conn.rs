@@ -306,8 +306,10 @@ fn poll_answer<F: Future<Output = (usize, Bytes)>>(
             return Poll::Ready(Some(done));
         }
     }
-    // Not polled while empty: that would register (clone) the waker every
-    // turn, for nothing, on every connection with one request at a time.
+    // Not polled while empty: each poll registers the waker, work for
+    // nothing on a connection with one request at a time. (An empty set
+    // would answer `Ready(None)`, which must not end the branch while the
+    // inline slot still runs.)
     if in_flight.is_empty() {
         return if solo.is_some() {
             Poll::Pending
@@ -315,10 +317,7 @@ fn poll_answer<F: Future<Output = (usize, Bytes)>>(
             Poll::Ready(None)
         };
     }
-    match in_flight.poll_next_unpin(cx) {
-        Poll::Ready(None) if solo.is_some() => Poll::Pending,
-        other => other,
-    }
+    in_flight.poll_next_unpin(cx)
 }
 
 /// Requests in flight on one connection, by slot; slots are reused, so the
@@ -370,7 +369,13 @@ where
 {
     let work = async {
         writer.feed(first).await.map_err(|_| ())?;
-        while let Some(Some((id, more))) = in_flight.next().now_or_never() {
+        // Answers already done go out in the same write. Not polled while
+        // empty: a poll with the no-op waker would replace the task's own
+        // (cloning one waker, dropping the other) for nothing.
+        while !in_flight.is_empty() {
+            let Some(Some((id, more))) = in_flight.next().now_or_never() else {
+                break;
+            };
             waiting.done(id);
             writer.feed(more).await.map_err(|_| ())?;
         }

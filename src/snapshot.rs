@@ -19,8 +19,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The longest TCP_DEFER_ACCEPT wait: Linux counts it in SYN-ACK
-/// retransmits and caps it at 120 s.
+/// txgate's limit on the TCP_DEFER_ACCEPT wait. Callers speak first, so a
+/// longer wait only keeps silent connections in the kernel's queue.
 const MAX_DEFER_ACCEPT_MS: u64 = 120_000;
 
 /// A listener, checked.
@@ -30,7 +30,7 @@ pub struct Listener {
     pub address: SocketAddr,
     pub framing: Framing,
     pub body: BodyFormat,
-    /// TCP_DEFER_ACCEPT in whole seconds (the kernel's unit); 0 is off.
+    /// TCP_DEFER_ACCEPT in whole seconds (what the kernel takes); 0 is off.
     pub defer_accept_secs: u32,
 }
 
@@ -143,7 +143,7 @@ impl Snapshot {
         for l in &raw.listeners {
             if l.defer_accept_ms > MAX_DEFER_ACCEPT_MS {
                 problems.push(format!(
-                    "listener {}: defer_accept_ms {} is over {MAX_DEFER_ACCEPT_MS} (the kernel caps it at 120 s)",
+                    "listener {}: defer_accept_ms {} is over {MAX_DEFER_ACCEPT_MS} (callers speak first; a longer wait only holds silent connections)",
                     l.name, l.defer_accept_ms
                 ));
             }
@@ -154,8 +154,7 @@ impl Snapshot {
                     framing: l.framing,
                     body: l.body,
                     // Rounded up: a wish for 300 ms still turns the option on.
-                    defer_accept_secs: l.defer_accept_ms.min(MAX_DEFER_ACCEPT_MS).div_ceil(1000)
-                        as u32,
+                    defer_accept_secs: l.defer_accept_ms.div_ceil(1000) as u32,
                 }),
                 Err(e) => problems.push(format!(
                     "listener {}: address \"{}\" does not parse: {e}",

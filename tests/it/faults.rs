@@ -575,7 +575,7 @@ async fn shutdown_under_load_answers_every_request_in_flight() {
 async fn shutdown_closes_idle_caller_connections_without_waiting_out_the_grace() {
     let mut raw = shipped_config();
     raw.gateway.shutdown_grace_ms = 120_000;
-    // Off, so that the caller that never sends is accepted at all.
+    // Off, so that the caller that never sends is accepted before the stop.
     raw.listeners[0].defer_accept_ms = 0;
     let gw = TestGateway::start_with(raw).await;
     // Answered first: the connection's loop has turned, so its shutdown
@@ -590,24 +590,24 @@ async fn shutdown_closes_idle_caller_connections_without_waiting_out_the_grace()
     assert!(never_sent.recv_or_eof().await.is_none());
 }
 
-// With the shipped TCP_DEFER_ACCEPT, a caller that has connected but sent
-// nothing is still the kernel's: shutdown does not wait for it, and its
-// request, sent after the gateway stopped, is refused (reset or EOF), never
-// left hanging.
+// Under TCP_DEFER_ACCEPT a caller that has connected but sent nothing is
+// still the kernel's: shutdown does not wait for it, and its request, sent
+// after the gateway stopped, is refused (reset or EOF), never left hanging.
+// 30 s here, so that the caller is surely not handed over before the stop.
 #[cfg(target_os = "linux")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_refuses_a_deferred_caller_that_sends_after_the_gateway_stopped() {
     let mut raw = shipped_config();
     raw.gateway.shutdown_grace_ms = 120_000;
-    assert!(
-        raw.listeners[0].defer_accept_ms > 0,
-        "the shipped listener defers accept"
-    );
+    raw.listeners[0].defer_accept_ms = 30_000;
     let gw = TestGateway::start_with(raw).await;
     let mut silent = gw.client().await;
-    tokio::time::timeout(Duration::from_secs(30), gw.stop())
-        .await
-        .expect("stop waited for a caller that had sent nothing");
+    assert_eq!(
+        gw.gateway.stats.connections.load(Ordering::Relaxed),
+        0,
+        "the silent caller was handed over"
+    );
+    gw.stop().await;
     silent.send(request("2969", &[("ChnlNo", "CUS")])).await;
     assert!(silent.recv_or_eof().await.is_none());
 }
