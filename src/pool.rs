@@ -577,7 +577,7 @@ impl Pool {
             Ok(Ok(answer)) => Ok(answer),
             // The connection closed. Not taken by then, the writer never
             // sends it (it checks the close after marking what it takes).
-            Ok(Err(_)) if conn.shared.taken.load(Ordering::SeqCst) < ticket => Err(closed()),
+            Ok(Err(_)) if !conn.shared.was_taken(ticket) => Err(closed()),
             Ok(Err(_)) => Err(CallError::new(
                 RspCode::BackendTimeout,
                 format!("后端 {} 连接中断，结果未知", self.id),
@@ -586,8 +586,7 @@ impl Pool {
                 // Not taken by the writer yet, so never to be: its deadline
                 // has passed; or taken and dropped as stale. Either way not
                 // sent, and safe to send again.
-                let unsent = conn.shared.taken.load(Ordering::SeqCst) < ticket
-                    || conn.shared.skipped(&key, ticket);
+                let unsent = !conn.shared.was_taken(ticket) || conn.shared.skipped(&key, ticket);
                 if !unsent {
                     self.stats.timeouts.fetch_add(1, Ordering::Relaxed);
                 }
@@ -1118,6 +1117,13 @@ impl MuxShared {
                 w.skipped = true;
             }
         }
+    }
+
+    /// Whether the writer has taken the request with this ticket from its
+    /// queue (it may have been sent). Not taken once the connection closed
+    /// or the deadline passed, it never will be.
+    fn was_taken(&self, ticket: u64) -> bool {
+        self.taken.load(Ordering::SeqCst) >= ticket
     }
 
     /// Whether the writer dropped this waiting request as stale.

@@ -177,11 +177,10 @@ async fn in_flight_limit_gives_gw0203_without_relaying() {
     let mut second = gw.client().await;
     first.send(request("2969", &[("ChnlNo", "CUS")])).await;
     // Wait until the first holds the only connection.
-    let deadline = std::time::Instant::now() + WAIT;
-    while backend.count() == 0 {
-        assert!(std::time::Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    eventually("the first request reached the backend", || {
+        backend.count() != 0
+    })
+    .await;
     let answer = call_2969(&mut second).await;
     assert_eq!(rsp_code(&answer), "GW0203", "{}", rsp_msg(&answer));
     assert_eq!(rsp_code(&first.recv().await), "000000");
@@ -319,14 +318,7 @@ async fn multiplex_late_answer_is_counted_and_dropped() {
     assert_eq!(field(&answer, Role::Seq), quick);
     let snap = gw.gateway.snapshot();
     let pool = &snap.backends["SCF"].pool;
-    let deadline = std::time::Instant::now() + WAIT;
-    while pool.late_answers() == 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "late answer never counted"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually("the late answer was counted", || pool.late_answers() != 0).await;
     assert_eq!(pool.late_answers(), 1);
     gw.stop().await;
 }
@@ -379,11 +371,10 @@ async fn caller_that_never_reads_is_cut_off_and_others_are_served() {
     let mut c = gw.client().await;
     assert_eq!(rsp_code(&c.call(request("5222", &[])).await), "000000");
     // Wait until the gateway gave up writing to the deaf caller.
-    let deadline = std::time::Instant::now() + WAIT;
-    while gw.gateway.stats.write_timeouts.load(Ordering::Relaxed) == 0 {
-        assert!(std::time::Instant::now() < deadline, "no write timeout");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually("a write timed out", || {
+        gw.gateway.stats.write_timeouts.load(Ordering::Relaxed) != 0
+    })
+    .await;
     // The deaf caller finds, once it reads, that it was cut off early.
     let mut answers = 0;
     while answers < sent && deaf.recv_or_eof().await.is_some() {
@@ -541,23 +532,13 @@ async fn shutdown_under_load_answers_every_request_in_flight() {
     for _ in 0..n {
         stalled.send(request("2969", &[("ChnlNo", "CUS")])).await;
     }
-    let deadline = std::time::Instant::now() + WAIT;
-    while backend.count() < n {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "requests never reached the backend"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    eventually("the requests reached the backend", || backend.count() >= n).await;
     // Simulated NET answers at once: this one finishes inside the grace.
     quick.send(request("5222", &[])).await;
-    while gw.received("NET").is_empty() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "quick request never reached NET"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    eventually("the quick request reached NET", || {
+        !gw.received("NET").is_empty()
+    })
+    .await;
     let done = tokio::spawn(gw.stop());
     assert_eq!(rsp_code(&quick.recv().await), "000000");
     for _ in 0..n {
@@ -623,14 +604,7 @@ async fn shutdown_answers_a_lone_request_in_flight_when_the_grace_ends() {
     let gw = TestGateway::start_with(raw).await;
     let mut lone = gw.client().await;
     lone.send(request("2969", &[("ChnlNo", "CUS")])).await;
-    let deadline = std::time::Instant::now() + WAIT;
-    while backend.count() < 1 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the request never reached the backend"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    eventually("the request reached the backend", || backend.count() >= 1).await;
     let done = tokio::spawn(gw.stop());
     let a = lone.recv().await;
     assert_eq!(rsp_code(&a), "GW0202", "{}", rsp_msg(&a));

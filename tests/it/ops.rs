@@ -377,15 +377,6 @@ async fn a_changed_backend_gets_a_new_pool_and_the_old_one_is_drained() {
     g.stop().await;
 }
 
-/// Polls `cond` until it holds, failing after WAIT (for state that has no event to await).
-async fn eventually(what: &str, cond: impl Fn() -> bool) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !cond() {
-        assert!(tokio::time::Instant::now() < deadline, "never: {what}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_in_flight_during_a_reload_finishes_and_its_retired_pool_is_drained() {
     let slow = ScriptedBackend::start(Script::Slow(Duration::from_millis(300))).await;

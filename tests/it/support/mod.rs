@@ -24,6 +24,15 @@ use txgate::sim::Simulator;
 
 pub const WAIT: Duration = Duration::from_secs(10);
 
+/// Polls `cond` until it holds, failing after WAIT (for state that has no event to await).
+pub async fn eventually(what: &str, cond: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !cond() {
+        assert!(tokio::time::Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
